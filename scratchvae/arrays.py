@@ -1,0 +1,32 @@
+"""Small array helpers the maths modules share (array API only)."""
+
+from __future__ import annotations
+
+from array_api_compat import array_namespace
+
+
+def unbroadcast(g, shape):
+    """Sum ``g`` over the axes that broadcasting added or stretched to reach ``shape``.
+
+    If a = broadcast(b) then dL/db = sum of dL/da over the copies: the gradient of a
+    broadcast is a sum.
+    """
+    xp = array_namespace(g)
+    while g.ndim > len(shape):
+        g = xp.sum(g, axis=0)
+    for axis, n in enumerate(shape):
+        if n == 1 and g.shape[axis] != 1:
+            g = xp.sum(g, axis=axis, keepdims=True)
+    return g
+
+
+def logsumexp(a, axis: int, keepdims: bool = False):
+    """log sum_i exp(a_i) along ``axis``, stably: m + log sum_i exp(a_i - m), m = max_i a_i.
+
+    Rows that are all -inf give -inf (not NaN).
+    """
+    xp = array_namespace(a)
+    m = xp.max(a, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0.0)  # an all -inf row: shift by 0, log(0) = -inf
+    out = m + xp.log(xp.sum(xp.exp(a - m), axis=axis, keepdims=True))
+    return out if keepdims else xp.squeeze(out, axis=axis)

@@ -1,0 +1,282 @@
+"""Layers: each a forward/backward pair with its gradient rule beside its forward rule.
+
+Contract (every layer and container):
+
+    y  = layer.forward(x)     # keeps what backward needs (never recomputed)
+    dx = layer.backward(dy)   # returns dL/dx and ADDS dL/dparam into layer.grads
+    layer.params, layer.grads # dicts with the same keys; containers flatten names
+    layer.zero_grad()         # sets every gradient to 0, in place
+
+Batches are rows: x is (N, D), Dense computes y = x W + b with W (D, H) and b (H,).
+"""
+
+from __future__ import annotations
+
+import math
+
+from array_api_compat import array_namespace
+
+from . import backend
+from .checks import check_columns, check_ndim
+
+
+class Layer:
+    """Base class: no parameters; subclasses fill ``params`` and ``grads``."""
+
+    def __init__(self):
+        self.params: dict = {}
+        self.grads: dict = {}
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    def zero_grad(self) -> None:
+        for g in self.grads.values():
+            g[...] = 0.0  # in place: optimizers and containers hold references
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Dense(Layer):
+    """Affine layer y = x W + b.
+
+    Inputs (forward):  x: (N, D)
+    Returns:           y: (N, H)
+    Parameters:        "W": (D, H), "b": (H,)
+    init: "glorot" (uniform, limit sqrt(6 / (D + H)); for tanh/sigmoid/linear) or
+          "he" (normal, std sqrt(2 / D); for ReLU), as the papers of those names.
+    """
+
+    def __init__(self, in_features: int, out_features: int, init: str = "glorot", rng=None):
+        super().__init__()
+        if init not in ("glorot", "he"):
+            raise ValueError(f"unknown init {init!r}: choose 'glorot' or 'he'")
+        rng = rng if rng is not None else backend.RNG(0)
+        D, H = in_features, out_features
+        if init == "glorot":
+            limit = math.sqrt(6.0 / (D + H))
+            W = rng.uniform((D, H), -limit, limit)
+        else:
+            W = rng.normal((D, H), 0.0, math.sqrt(2.0 / D))
+        xp = array_namespace(W)
+        self.in_features, self.out_features, self.init = D, H, init
+        self.params = {"W": W, "b": xp.zeros((H,), dtype=W.dtype, device=W.device)}
+        self.grads = {k: xp.zeros_like(v) for k, v in self.params.items()}
+        self.x = None
+
+    def forward(self, x):
+        check_ndim(x, 2, "Dense input", "(N, D)")
+        check_columns(x, self.in_features, "Dense input", f"Dense({self.in_features}, {self.out_features})")
+        self.x = x  # backward needs x for dW
+        return x @ self.params["W"] + self.params["b"]  # y = x W + b
+
+    def backward(self, dy):
+        xp = array_namespace(dy)
+        self.grads["W"] += self.x.T @ dy  # dL/dW = x^T dL/dy           (D, H)
+        self.grads["b"] += xp.sum(dy, axis=0)  # dL/db = sum over rows of dL/dy (H,)
+        return dy @ self.params["W"].T  # dL/dx = dL/dy W^T                 (N, D)
+
+    def __repr__(self) -> str:
+        return f"Dense({self.in_features}, {self.out_features}, init={self.init!r})"
+
+
+class ReLU(Layer):
+    """y = max(x, 0); dy/dx = 1 where x > 0 else 0. Caches the mask."""
+
+    def forward(self, x):
+        xp = array_namespace(x)
+        self.mask = x > 0
+        return xp.where(self.mask, x, 0.0)
+
+    def backward(self, dy):
+        xp = array_namespace(dy)
+        return xp.where(self.mask, dy, 0.0)
+
+
+class LeakyReLU(Layer):
+    """y = x where x > 0 else slope * x; dy/dx = 1 or slope. Caches the mask."""
+
+    def __init__(self, slope: float = 0.01):
+        super().__init__()
+        self.slope = float(slope)
+
+    def forward(self, x):
+        xp = array_namespace(x)
+        self.mask = x > 0
+        return xp.where(self.mask, x, self.slope * x)
+
+    def backward(self, dy):
+        xp = array_namespace(dy)
+        return xp.where(self.mask, dy, self.slope * dy)
+
+    def __repr__(self) -> str:
+        return f"LeakyReLU(slope={self.slope})"
+
+
+class Tanh(Layer):
+    """y = tanh(x); dy/dx = 1 - y^2. Caches the output."""
+
+    def forward(self, x):
+        self.y = array_namespace(x).tanh(x)
+        return self.y
+
+    def backward(self, dy):
+        return dy * (1.0 - self.y * self.y)
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)) without overflow: with e = exp(-|x|) <= 1,
+    sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0."""
+    xp = array_namespace(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def softplus(x):
+    """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))."""
+    xp = array_namespace(x)
+    return xp.maximum(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+class Sigmoid(Layer):
+    """y = sigmoid(x); dy/dx = y (1 - y). Caches the output."""
+
+    def forward(self, x):
+        self.y = sigmoid(x)
+        return self.y
+
+    def backward(self, dy):
+        return dy * self.y * (1.0 - self.y)
+
+
+class Softplus(Layer):
+    """y = log(1 + exp(x)); dy/dx = sigmoid(x) = 1 - exp(-y). Caches the output."""
+
+    def forward(self, x):
+        self.y = softplus(x)
+        return self.y
+
+    def backward(self, dy):
+        xp = array_namespace(dy)
+        return dy * -xp.expm1(-self.y)  # 1 - exp(-y), accurate when y is tiny
+
+
+class Identity(Layer):
+    """y = x; dy/dx = 1."""
+
+    def forward(self, x):
+        return x
+
+    def backward(self, dy):
+        return dy
+
+
+ACTIVATIONS = {
+    "relu": ReLU,
+    "leaky_relu": LeakyReLU,
+    "tanh": Tanh,
+    "sigmoid": Sigmoid,
+    "softplus": Softplus,
+    "identity": Identity,
+    "linear": Identity,
+}
+
+
+def activation(name: str) -> Layer:
+    """An activation layer by name: relu, leaky_relu, tanh, sigmoid, softplus, identity."""
+    try:
+        return ACTIVATIONS[name.lower()]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}: choose one of {sorted(ACTIVATIONS)}") from None
+
+
+class Sequential(Layer):
+    """Layers applied in order. Parameters are flattened as "<layer name>.<param>".
+
+    >>> net = Sequential(Dense(4, 8), ReLU(), Dense(8, 2))       # names "0.W", "2.b", ...
+    >>> net = Sequential({"fc1": Dense(4, 8), "act": ReLU()})    # names "fc1.W", ...
+    """
+
+    def __init__(self, *layers):
+        super().__init__()
+        if len(layers) == 1 and isinstance(layers[0], dict):
+            self.layers = dict(layers[0])
+        else:
+            self.layers = {str(i): layer for i, layer in enumerate(layers)}
+
+    @property
+    def params(self) -> dict:
+        return flatten({k: l.params for k, l in self.layers.items()})
+
+    @params.setter
+    def params(self, value):  # Layer.__init__ assigns {}; containers derive theirs
+        pass
+
+    @property
+    def grads(self) -> dict:
+        return flatten({k: l.grads for k, l in self.layers.items()})
+
+    @grads.setter
+    def grads(self, value):
+        pass
+
+    def forward(self, x):
+        for layer in self.layers.values():
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(list(self.layers.values())):
+            dy = layer.backward(dy)  # chain rule, last layer first
+        return dy
+
+    def zero_grad(self) -> None:
+        for layer in self.layers.values():
+            layer.zero_grad()
+
+    def __getitem__(self, name):
+        return self.layers[str(name)]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.layers.items())
+        return f"Sequential({inner})"
+
+
+def flatten(named: dict) -> dict:
+    """{"enc": {"0.W": a}} -> {"enc.0.W": a}: one flat dict of named arrays (the same
+    array objects, not copies, so in-place updates reach the layers)."""
+    return {f"{outer}.{inner}": v for outer, d in named.items() for inner, v in d.items()}
+
+
+def mlp(sizes, activation_name: str = "relu", out_activation: str | None = None, rng=None) -> Sequential:
+    """Multi-layer perceptron: Dense(sizes[0], sizes[1]), act, ..., Dense(sizes[-2], sizes[-1]).
+
+    Hidden layers use ``activation_name`` (He init for ReLU-like, Glorot otherwise);
+    the last Dense is followed by ``out_activation`` if given. Layer names are
+    "fc1", "act1", "fc2", ... so parameters read "fc1.W", "fc2.b".
+    """
+    if len(sizes) < 2:
+        raise ValueError(f"mlp needs at least an input and an output size, got {sizes}")
+    rng = rng if rng is not None else backend.RNG(0)
+    activation(activation_name)  # fail early on an unknown name
+    init = "he" if activation_name.lower() in ("relu", "leaky_relu") else "glorot"
+    layers = {}
+    n = len(sizes) - 1
+    for i in range(n):
+        last = i == n - 1
+        layers[f"fc{i + 1}"] = Dense(sizes[i], sizes[i + 1], init="glorot" if last else init, rng=rng)
+        if not last:
+            layers[f"act{i + 1}"] = activation(activation_name)
+        elif out_activation is not None:
+            layers[f"act{i + 1}"] = activation(out_activation)
+    return Sequential(layers)

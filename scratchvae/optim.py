@@ -1,0 +1,119 @@
+"""Optimizers over flat dicts of named parameters, updating them in place.
+
+    opt = Adam(lr=1e-3)
+    opt.step(model.params, model.grads)    # same keys, e.g. "enc.fc1.W"
+
+State (velocities, moments) is created with ``zeros_like`` from each parameter, so it
+lives on the parameter's device in its dtype. ``state_dict()`` returns plain numbers
+and backend arrays; ``load_state_dict`` puts them back (see ``scratchvae.checkpoint``).
+"""
+
+from __future__ import annotations
+
+import math
+
+from array_api_compat import array_namespace
+
+
+def _check_keys(params: dict, grads: dict) -> None:
+    if params.keys() != grads.keys():
+        missing = sorted(set(params) ^ set(grads))
+        raise KeyError(f"params and grads must have the same names; these differ: {missing}")
+
+
+class Optimizer:
+    """Base class. Subclasses implement ``_update(name, p, g)`` and list their
+    per-parameter state buffers in ``slots``."""
+
+    slots: tuple = ()
+
+    def __init__(self, lr: float):
+        if not lr > 0:
+            raise ValueError(f"learning rate must be positive, got {lr}")
+        self.lr = float(lr)
+        self.t = 0  # steps taken
+        self.state: dict = {s: {} for s in self.slots}
+
+    def step(self, params: dict, grads: dict) -> None:
+        """One update of every parameter, in place."""
+        _check_keys(params, grads)
+        self.t += 1
+        for name, p in params.items():
+            for s in self.slots:
+                if name not in self.state[s]:
+                    self.state[s][name] = array_namespace(p).zeros_like(p)
+            self._update(name, p, grads[name])
+
+    def _update(self, name, p, g):
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Flat dict: "t", "lr", and "<slot>/<param name>" -> array."""
+        out = {"t": self.t, "lr": self.lr}
+        for s in self.slots:
+            out.update({f"{s}/{name}": a for name, a in self.state[s].items()})
+        return out
+
+    def load_state_dict(self, state: dict, asarray=None) -> None:
+        """Restore from ``state_dict()`` output. ``asarray`` converts host arrays to the
+        backend (``scratchvae.backend.asarray`` is used if None)."""
+        if asarray is None:
+            from .backend import asarray
+        self.t = int(state["t"])
+        self.lr = float(state["lr"])
+        self.state = {s: {} for s in self.slots}
+        for key, a in state.items():
+            if "/" in key:
+                s, name = key.split("/", 1)
+                if s not in self.state:
+                    raise KeyError(f"optimizer state has unknown slot {s!r} for {type(self).__name__}")
+                self.state[s][name] = asarray(a)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (heavy-ball) momentum:
+
+        v <- momentum v + g
+        p <- p - lr v              (plain SGD when momentum = 0: p <- p - lr g)
+    """
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0):
+        self.momentum = float(momentum)
+        self.slots = ("velocity",) if momentum else ()
+        super().__init__(lr)
+
+    def _update(self, name, p, g):
+        if self.momentum:
+            v = self.state["velocity"][name]
+            v *= self.momentum
+            v += g
+            g = v
+        p -= self.lr * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba, 2015), with bias correction, as PyTorch computes it:
+
+        m <- b1 m + (1 - b1) g                 first moment
+        v <- b2 v + (1 - b2) g^2               second moment
+        m_hat = m / (1 - b1^t),  v_hat = v / (1 - b2^t)
+        p <- p - lr m_hat / (sqrt(v_hat) + eps)
+    """
+
+    slots = ("m", "v")
+
+    def __init__(self, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
+        super().__init__(lr)
+        self.b1, self.b2 = (float(b) for b in betas)
+        self.eps = float(eps)
+
+    def _update(self, name, p, g):
+        xp = array_namespace(p)
+        m, v = self.state["m"][name], self.state["v"][name]
+        m *= self.b1
+        m += (1.0 - self.b1) * g
+        v *= self.b2
+        v += (1.0 - self.b2) * (g * g)
+        step = self.lr / (1.0 - self.b1 ** self.t)  # lr / (1 - b1^t): m_hat's correction
+        denom = xp.sqrt(v) / math.sqrt(1.0 - self.b2 ** self.t) + self.eps  # sqrt(v_hat) + eps
+        p -= step * (m / denom)

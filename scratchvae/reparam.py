@@ -1,0 +1,60 @@
+"""The reparameterization trick, forward and backward.
+
+A sample z ~ N(mu, diag sigma^2) is written as a deterministic function of the
+parameters and independent noise,
+
+    sigma = exp(logvar / 2)        (logvar is log sigma^2, everywhere in scratchvae)
+    z     = mu + sigma * eps,      eps ~ N(0, I),
+
+so the gradient of a loss L(z) flows back to mu and logvar:
+
+    dL/dmu     = dL/dz
+    dL/dlogvar = dL/dz * eps * sigma / 2      (d sigma / d logvar = sigma / 2)
+
+``eps`` is passed in, never drawn here, so a test (or a lesson) can hold it fixed.
+It may carry a leading sample axis: eps (L, N, K) with mu, logvar (N, K) gives L
+samples per example, and the backward sums the L contributions.
+"""
+
+from __future__ import annotations
+
+from array_api_compat import array_namespace
+
+from .arrays import unbroadcast
+
+
+def reparam_forward(mu, logvar, eps):
+    """z = mu + exp(logvar / 2) * eps.
+
+    Inputs:
+    - mu, logvar: (N, K).
+    - eps: (N, K) or (L, N, K), standard normal noise.
+    Returns:
+    - z: eps's shape.
+    - cache: (sigma, eps, mu's shape) for reparam_backward.
+    """
+    if mu.shape != logvar.shape or eps.shape[-mu.ndim:] != mu.shape:
+        raise ValueError(
+            f"reparam_forward needs mu and logvar of one shape (N, K) and eps of shape "
+            f"(N, K) or (L, N, K); got mu {mu.shape}, logvar {logvar.shape}, eps {eps.shape}"
+        )
+    xp = array_namespace(mu, logvar, eps)
+    sigma = xp.exp(0.5 * logvar)  # sigma = exp(logvar / 2), NOT exp(logvar)
+    z = mu + sigma * eps
+    return z, (sigma, eps, mu.shape)
+
+
+def reparam_backward(dz, cache):
+    """Gradients of the loss with respect to mu and logvar.
+
+    Inputs:
+    - dz: dL/dz, the shape of z.
+    - cache: from reparam_forward.
+    Returns:
+    - dmu: (N, K), dL/dz summed over any sample axis.
+    - dlogvar: (N, K), dL/dz * eps * sigma / 2 summed likewise.
+    """
+    sigma, eps, shape = cache
+    dmu = unbroadcast(dz, shape)  # dz/dmu = 1
+    dlogvar = unbroadcast(dz * eps * (0.5 * sigma), shape)  # dz/dlogvar = eps sigma / 2
+    return dmu, dlogvar
