@@ -27,6 +27,14 @@ def logsumexp(a, axis: int, keepdims: bool = False):
     """
     xp = array_namespace(a)
     m = xp.max(a, axis=axis, keepdims=True)
-    m = xp.where(xp.isfinite(m), m, 0.0)  # an all -inf row: shift by 0, log(0) = -inf
-    out = m + xp.log(xp.sum(xp.exp(a - m), axis=axis, keepdims=True))
+    m = xp.where(xp.isfinite(m), m, 0.0)  # an all -inf row: shift by 0, sum = 0
+    s = xp.sum(xp.exp(a - m), axis=axis, keepdims=True)
+    # log(0) = -inf, taken by hand: xp.log(0) would raise numpy's divide-by-zero warning
+    out = xp.where(s > 0, m + xp.log(xp.where(s > 0, s, 1.0)), -xp.inf)
     return out if keepdims else xp.squeeze(out, axis=axis)
+
+
+def batch_slices(n: int, size: int):
+    """slice(start, stop) covering range(n) in steps of ``size``, the last one clipped
+    (the array API does not allow slice stops past the end)."""
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]

@@ -52,23 +52,36 @@ def _indices(shape):
     return itertools.product(*(range(n) for n in shape))
 
 
-def _nudge(x, idx, f, h):
-    """Return (f(x + h e_idx), f(x - h e_idx)) as floats, leaving x as it was."""
+# Central-difference stencils: offsets k and weights c with df/dx ~ sum_k c_k f(x + k h) / h.
+#   order 2: (f(x+h) - f(x-h)) / 2h                              error O(h^2)
+#   order 4: (f(x-2h) - 8 f(x-h) + 8 f(x+h) - f(x+2h)) / 12h     error O(h^4)
+# Order 4 with h = 1e-3 is about 100x more accurate on smooth functions (rounding error
+# ~ eps |f| / h shrinks as h grows), but a larger h is likelier to step over a ReLU kink.
+STENCILS = {2: ((-1, -0.5), (1, 0.5)), 4: ((-2, 1 / 12), (-1, -8 / 12), (1, 8 / 12), (2, -1 / 12))}
+
+
+def _derivative(x, idx, f, h, order):
+    """sum_k c_k f(x + k h e_idx) / h, leaving x as it was."""
+    try:
+        stencil = STENCILS[order]
+    except KeyError:
+        raise ValueError(f"order must be 2 or 4, got {order!r}") from None
     old = float(x[idx])
-    x[idx] = old + h
-    fp = f()
-    x[idx] = old - h
-    fm = f()
+    total = 0.0
+    for k, c in stencil:
+        x[idx] = old + k * h
+        total += c * f()
     x[idx] = old
-    return fp, fm
+    return total / h
 
 
-def numerical_grad(f, x, h: float = DEFAULT_H):
+def numerical_grad(f, x, h: float = DEFAULT_H, order: int = 2):
     """Central-difference gradient of a scalar function.
 
     Inputs:
     - f: callable f(x) returning a float or a 0-d array; x is perturbed in place.
     - x: array of any shape, float64.
+    - h: step; order: 2 (the textbook formula below) or 4 (see STENCILS).
     Returns:
     - grad: array like x, grad[i] = (f(x + h e_i) - f(x - h e_i)) / (2 h).
     """
@@ -76,12 +89,11 @@ def numerical_grad(f, x, h: float = DEFAULT_H):
     xp = backend.namespace(x)
     grad = xp.zeros_like(x)
     for idx in _indices(x.shape):
-        fp, fm = _nudge(x, idx, lambda: float(f(x)), h)
-        grad[idx] = (fp - fm) / (2 * h)
+        grad[idx] = _derivative(x, idx, lambda: float(f(x)), h, order)
     return grad
 
 
-def numerical_vjp(f, x, dy, h: float = DEFAULT_H):
+def numerical_vjp(f, x, dy, h: float = DEFAULT_H, order: int = 2):
     """Central-difference vector-Jacobian product of an array function.
 
     Inputs:
@@ -93,7 +105,7 @@ def numerical_vjp(f, x, dy, h: float = DEFAULT_H):
     - dx: array like x, dx[i] = sum_j dy_j (f_j(x + h e_i) - f_j(x - h e_i)) / (2 h).
     """
     xp = backend.namespace(x)
-    return numerical_grad(lambda v: xp.sum(f(v) * dy), x, h)
+    return numerical_grad(lambda v: xp.sum(f(v) * dy), x, h, order)
 
 
 def rel_error(a, b) -> float:
@@ -187,7 +199,7 @@ class GradReport:
 
 
 def check_function(f, inputs: dict, grads: dict, dy=None, h: float = DEFAULT_H,
-                   tol: float = DEFAULT_TOL) -> GradReport:
+                   tol: float = DEFAULT_TOL, order: int = 2) -> GradReport:
     """Compare analytic gradients with central differences.
 
     Inputs:
@@ -196,6 +208,7 @@ def check_function(f, inputs: dict, grads: dict, dy=None, h: float = DEFAULT_H,
     - grads: dict name -> analytic gradient of sum(dy * f) (or of f if scalar) with
       respect to inputs[name]; names not in grads are held fixed.
     - dy: upstream gradient for an array-valued f (random, not all ones).
+    - h, order: the finite-difference step and stencil (see numerical_grad).
     Returns a GradReport.
     """
     report = GradReport(tol=tol)
@@ -203,14 +216,15 @@ def check_function(f, inputs: dict, grads: dict, dy=None, h: float = DEFAULT_H,
         x = inputs[name]
         _require_float64(x, name)
         if dy is None:
-            num = numerical_grad(lambda _: f(**inputs), x, h)
+            num = numerical_grad(lambda _: f(**inputs), x, h, order)
         else:
-            num = numerical_vjp(lambda _: f(**inputs), x, dy, h)
+            num = numerical_vjp(lambda _: f(**inputs), x, dy, h, order)
         report.add(name, g, num)
     return report
 
 
-def check_layer(layer, x, seed: int = 0, h: float = DEFAULT_H, tol: float = DEFAULT_TOL) -> GradReport:
+def check_layer(layer, x, seed: int = 0, h: float = DEFAULT_H, tol: float = DEFAULT_TOL,
+                order: int = 2) -> GradReport:
     """Check ``layer.backward`` for the input and every parameter.
 
     Works for anything with the layer contract: ``forward(x)``, ``backward(dy)``,
@@ -238,6 +252,6 @@ def check_layer(layer, x, seed: int = 0, h: float = DEFAULT_H, tol: float = DEFA
     targets = {"x": x, **layer.params}
     report = GradReport(tol=tol)
     for name, target in targets.items():
-        num = numerical_vjp(lambda _: layer.forward(x), target, dy, h)
+        num = numerical_vjp(lambda _: layer.forward(x), target, dy, h, order)
         report.add(name, analytic[name], num)
     return report

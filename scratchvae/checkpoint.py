@@ -1,0 +1,154 @@
+"""Checkpoints: one ``.npz`` file, written atomically, read without pickle.
+
+Layout (every entry a plain array; no Python objects):
+
+    "format"            the string "scratchvae-checkpoint-1"
+    "meta"              a JSON string: model class and config, optimizer class and
+                        hyper-parameters, RNG states, user extras (epoch, history, ...)
+    "param/<name>"      model parameters, by their flat names
+    "optim/<key>"       optimizer state ("m/enc.fc1.W", ...)
+
+Writing goes to a temporary file in the same folder, then ``os.replace`` renames it over
+the target: a crash mid-write leaves the previous checkpoint intact. Reading uses
+``numpy.load(allow_pickle=False)`` and checks the format marker, so a truncated or
+foreign file is refused with a message instead of a traceback (or worse, code execution).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import backend
+
+FORMAT = "scratchvae-checkpoint-1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, truncated, foreign or does not match the model."""
+
+
+def save(path, model, optimizer=None, rngs: dict | None = None, extra: dict | None = None) -> Path:
+    """Write ``model`` (and optionally its optimizer, named RNGs and JSON-able extras).
+
+    The model's own ``model.rng`` state is always stored. Returns the path written.
+    """
+    path = Path(path)
+    rngs = {"model": model.rng, **(rngs or {})}
+    meta = {
+        "model_class": type(model).__name__,
+        "config": model.config,
+        "rng_states": {k: r.get_state() for k, r in rngs.items()},
+        "extra": extra or {},
+    }
+    arrays = {f"param/{k}": backend.to_numpy(v) for k, v in model.params.items()}
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        meta["optimizer"] = {"class": type(optimizer).__name__,
+                             **{k: v for k, v in state.items() if "/" not in k},
+                             "hyper": _hyper(optimizer)}
+        arrays.update({f"optim/{k}": backend.to_numpy(v) for k, v in state.items() if "/" in k})
+    arrays["format"] = np.array(FORMAT)
+    arrays["meta"] = np.array(json.dumps(meta))
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write a checkpoint in {folder}: {exc.strerror}; choose a writable folder") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _hyper(optimizer) -> dict:
+    keys = ("lr", "momentum", "b1", "b2", "eps")
+    return {k: getattr(optimizer, k) for k in keys if hasattr(optimizer, k)}
+
+
+def read(path) -> dict:
+    """Read a checkpoint into host data: {"meta": dict, "params": {...}, "optim": {...}}."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}; train first (`scratchvae train --out DIR`) or check the path")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            files = set(f.files)
+            if "format" not in files or "meta" not in files or str(f["format"]) != FORMAT:
+                raise CheckpointError(
+                    f"{path} is not a scratchvae checkpoint (no '{FORMAT}' marker); "
+                    "pass a file written by scratchvae"
+                )
+            meta = json.loads(str(f["meta"]))
+            params = {k[len("param/"):]: f[k] for k in f.files if k.startswith("param/")}
+            optim = {k[len("optim/"):]: f[k] for k in f.files if k.startswith("optim/")}
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(
+            f"{path} is damaged or truncated and cannot be read ({type(exc).__name__}: {exc}); "
+            "use an earlier checkpoint or train again"
+        ) from None
+    return {"meta": meta, "params": params, "optim": optim}
+
+
+def _model_classes() -> dict:
+    from . import models
+
+    return {name: getattr(models, name) for name in getattr(models, "__all__", []) if isinstance(getattr(models, name), type)}
+
+
+def restore_params(model, params: dict, path="checkpoint") -> None:
+    """Copy host arrays into the model's parameters, in place, checking names and shapes."""
+    own = model.params
+    if set(own) != set(params):
+        diff = sorted(set(own) ^ set(params))
+        raise CheckpointError(f"{path} does not match this model: parameters differ ({diff[:6]})")
+    xp = backend.current().xp
+    for k, p in own.items():
+        if tuple(p.shape) != tuple(params[k].shape):
+            raise CheckpointError(
+                f"{path} does not match this model: {k!r} has shape {params[k].shape}, model has {tuple(p.shape)}"
+            )
+        p[...] = xp.astype(backend.asarray(params[k]), p.dtype)
+
+
+def load_model(path, expect=None):
+    """Rebuild the model stored in ``path`` (on the current backend) with its parameters
+    and its RNG state. ``expect``: a class the model must be."""
+    ck = read(path)
+    meta = ck["meta"]
+    classes = _model_classes()
+    cls = classes.get(meta.get("model_class"))
+    if cls is None or (expect is not None and cls is not expect):
+        want = expect.__name__ if expect is not None else "a scratchvae model"
+        raise CheckpointError(f"{path} holds a {meta.get('model_class')!r}, not {want}")
+    model = cls(**meta["config"])
+    restore_params(model, ck["params"], path)
+    model.rng.set_state(meta["rng_states"]["model"])
+    return model
+
+
+def restore_optimizer(optimizer, ck: dict) -> None:
+    """Put the optimizer state of a read checkpoint back into ``optimizer``."""
+    info = ck["meta"].get("optimizer")
+    if info is None:
+        raise CheckpointError("this checkpoint holds no optimizer state; it cannot resume training")
+    if info["class"] != type(optimizer).__name__:
+        raise CheckpointError(f"checkpoint optimizer is {info['class']}, not {type(optimizer).__name__}")
+    for k, v in info["hyper"].items():
+        setattr(optimizer, k, v)
+    optimizer.load_state_dict({"t": info["t"], "lr": info["lr"], **ck["optim"]})

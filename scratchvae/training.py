@@ -1,0 +1,193 @@
+"""The minibatch training loop, for any model with ``loss_and_grads``.
+
+    trainer = Trainer(model, Adam(lr=1e-3), batch_size=128, seed=0)
+    history = trainer.fit(x_train, x_val, epochs=20, checkpoint="run/model.npz")
+
+What it adds to the bare loop ``loss_and_grads`` + ``opt.step``:
+- shuffling from a seeded generator, so one seed gives the same run every time;
+- optional KL warm-up: beta rises linearly from 0 to 1 over ``kl_warmup`` steps;
+- optional dynamic binarization (a fresh Bernoulli draw of every batch, as in IWAE);
+- a history per epoch of train and validation loss with their parts ("rec", "kl");
+- a tqdm progress bar with the running loss (``progress=False`` turns it off;
+  TQDM_DISABLE does not reach notebook widgets);
+- a callback ``callback(trainer, record)`` after every epoch;
+- checkpoints after every epoch, and ``Trainer.resume(path, model_class)`` that
+  continues exactly: k epochs, save, resume, m more == k + m epochs, bit for bit.
+- a NaN or inf loss stops training with a message naming the step; the last
+  checkpoint (written only after a finite epoch) stays intact.
+
+No float() of a device scalar per step: losses are summed on the device and read back
+every ``log_every`` steps (for the progress bar and the NaN check) and at epoch end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from array_api_compat import array_namespace
+
+from . import backend, checkpoint
+from .arrays import batch_slices
+from .checks import check_finite, check_ndim
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite."""
+
+
+class Trainer:
+    """Inputs:
+    - model: has params, grads, rng, config and loss_and_grads(x, **kw) -> (loss, stats).
+    - optimizer: a scratchvae.optim optimizer.
+    - batch_size: examples per step.
+    - n_samples: L, passed to models that take it (the VAE); None leaves the default.
+    - kl_warmup: steps over which beta rises from 0 to 1 (0: beta = 1 throughout).
+    - binarize: "dynamic" to draw x ~ Bernoulli(x) afresh for every batch.
+    - seed: seeds shuffling (and binarization).
+    - progress: show a tqdm progress bar.
+    - log_every: steps between reading the running loss back from the device.
+    - callback: called as callback(trainer, record) after every epoch.
+    """
+
+    def __init__(self, model, optimizer, batch_size: int = 128, n_samples: int | None = None,
+                 kl_warmup: int = 0, binarize: str | None = None, seed: int = 0,
+                 progress: bool = True, log_every: int = 10, callback=None):
+        if binarize not in (None, "dynamic"):
+            raise ValueError(f"binarize must be None or 'dynamic', got {binarize!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.model, self.optimizer = model, optimizer
+        self.batch_size, self.n_samples = int(batch_size), n_samples
+        self.kl_warmup, self.binarize = int(kl_warmup), binarize
+        self.seed, self.progress, self.log_every, self.callback = seed, progress, max(1, int(log_every)), callback
+        self.rng = backend.RNG(seed)
+        self.step = 0  # optimizer steps taken
+        self.epoch = 0  # epochs completed
+        self.history: dict = {}
+
+    # ---- one step ----------------------------------------------------------------
+
+    def beta(self) -> float:
+        """KL weight at the current step: min(1, step / kl_warmup)."""
+        return 1.0 if self.kl_warmup <= 0 else min(1.0, self.step / self.kl_warmup)
+
+    def _kwargs(self) -> dict:
+        kw = {"check": False}
+        if self.n_samples is not None:
+            kw["n_samples"] = self.n_samples
+        if self.kl_warmup > 0:
+            kw["beta"] = self.beta()
+        return kw
+
+    def _batch(self, X, idx):
+        xb = array_namespace(X).take(X, idx, axis=0)
+        if self.binarize == "dynamic":
+            xp = array_namespace(xb)
+            xb = xp.astype(self.rng.uniform(xb.shape) < xb, xb.dtype)  # x ~ Bernoulli(x)
+        return xb
+
+    # ---- epochs ------------------------------------------------------------------
+
+    def fit(self, x_train, x_val=None, epochs: int = 10, checkpoint_path=None) -> dict:
+        """Train for ``epochs`` more epochs. Returns the history (a dict of lists)."""
+        X = self._prepare(x_train, "x_train")
+        V = self._prepare(x_val, "x_val") if x_val is not None else None
+        xp = array_namespace(X)
+        N = X.shape[0]
+        batches = batch_slices(N, self.batch_size)
+        steps_per_epoch = len(batches)
+        from tqdm.auto import tqdm
+
+        for _ in range(int(epochs)):
+            t0 = time.perf_counter()
+            perm = self.rng.permutation(N)
+            sums = None  # device-side sums of loss and stats over the epoch
+            bad = -1  # the first step whose loss was not finite
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {self.epoch + 1}", leave=False,
+                       disable=not self.progress, unit="step")
+            window = []  # this window's losses, still on the device
+            for i in range(steps_per_epoch):
+                idx = perm[batches[i]]
+                xb = self._batch(X, idx)
+                loss, stats = self.model.loss_and_grads(xb, **self._kwargs())
+                self.optimizer.step(self.model.params, self.model.grads)
+                self.step += 1
+                terms = {"loss": loss, **stats}
+                sums = terms if sums is None else {k: sums[k] + v for k, v in terms.items()}
+                window.append(loss)
+                if len(window) == self.log_every or i + 1 == steps_per_epoch:
+                    running = float(xp.sum(xp.stack(window))) / len(window)  # one read per window
+                    if not math.isfinite(running):
+                        first = next(j for j, v in enumerate(window) if not math.isfinite(float(v)))
+                        bad = self.step - len(window) + 1 + first
+                        break
+                    bar.set_postfix(loss=f"{running:.3f}")
+                    bar.update(len(window))
+                    window = []
+            bar.close()
+            if bad >= 0:
+                raise TrainingDiverged(
+                    f"the loss became NaN or infinite at step {bad} (epoch {self.epoch + 1}); "
+                    "training stopped. Lower the learning rate or check the data"
+                    + (f"; the last good checkpoint is {checkpoint_path}" if checkpoint_path else "")
+                )
+            self.epoch += 1
+            record = {"epoch": self.epoch, "time": time.perf_counter() - t0, "beta": self.beta()}
+            record.update({f"train_{k}": float(v) / steps_per_epoch for k, v in sums.items()})
+            if V is not None:
+                record.update({f"val_{k}": v for k, v in self.evaluate(V).items()})
+            for k, v in record.items():
+                self.history.setdefault(k, []).append(v)
+            if checkpoint_path is not None:
+                self.save(checkpoint_path)
+            if self.callback is not None:
+                self.callback(self, record)
+        return self.history
+
+    def evaluate(self, x, batch_size: int = 1000) -> dict:
+        """Mean loss and stats over ``x`` without gradients (``model.loss`` if the model
+        has it, else ``loss_and_grads``)."""
+        X = self._prepare(x, "x")
+        fn = getattr(self.model, "loss", None) or self.model.loss_and_grads
+        totals: dict = {}
+        for rows in batch_slices(X.shape[0], batch_size):
+            xb = X[rows, ...]
+            loss, stats = fn(xb, check=False)
+            for k, v in {"loss": loss, **stats}.items():
+                totals[k] = totals.get(k, 0.0) + float(v) * xb.shape[0]
+        return {k: v / X.shape[0] for k, v in totals.items()}
+
+    def _prepare(self, x, name: str):
+        X = backend.asarray(x)
+        check_ndim(X, 2, name, "(N, D)")
+        check_finite(X, name)
+        check = getattr(self.model, "_check", None)
+        if check is not None:
+            check(X)  # the model's own checks (columns, pixel range), once per fit
+        return X
+
+    # ---- checkpoints ---------------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Checkpoint the model, optimizer, both RNGs, step, epoch and history."""
+        extra = {"step": self.step, "epoch": self.epoch, "history": self.history,
+                 "trainer": {"batch_size": self.batch_size, "n_samples": self.n_samples,
+                             "kl_warmup": self.kl_warmup, "binarize": self.binarize,
+                             "seed": self.seed, "log_every": self.log_every}}
+        checkpoint.save(path, self.model, optimizer=self.optimizer, rngs={"trainer": self.rng}, extra=extra)
+
+    @classmethod
+    def resume(cls, path, optimizer, progress: bool = True, callback=None) -> "Trainer":
+        """Rebuild model and trainer from a checkpoint written by ``save``; ``optimizer``
+        is a fresh optimizer of the class that was saved (its state is restored)."""
+        ck = checkpoint.read(path)
+        model = checkpoint.load_model(path)
+        checkpoint.restore_optimizer(optimizer, ck)
+        extra = ck["meta"]["extra"]
+        if "trainer" not in extra:
+            raise checkpoint.CheckpointError(f"{path} was not written by a Trainer; it cannot resume training")
+        t = cls(model, optimizer, progress=progress, callback=callback, **extra["trainer"])
+        t.rng.set_state(ck["meta"]["rng_states"]["trainer"])
+        t.step, t.epoch, t.history = extra["step"], extra["epoch"], extra["history"]
+        return t

@@ -1,0 +1,119 @@
+"""Checkpoints: atomic writes, exact round trips, no pickle, clear refusals."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from scratchvae import backend, checkpoint
+from scratchvae.checkpoint import CheckpointError
+from scratchvae.models.vae import VAE
+from scratchvae.optim import Adam
+
+
+def _trained(seed=0):
+    m = VAE(6, hidden=(5,), z_dim=2, likelihood="gaussian", seed=seed)
+    opt = Adam(1e-2)
+    x = backend.RNG(1).uniform((8, 6))
+    for _ in range(3):
+        m.loss_and_grads(x)
+        opt.step(m.params, m.grads)
+    return m, opt
+
+
+def test_round_trip_restores_parameters_rng_and_config(tmp_path, bk):
+    m, opt = _trained()
+    m.save(tmp_path / "m.npz", optimizer=opt)
+    back = VAE.load(tmp_path / "m.npz")
+    assert back.config == m.config
+    for k, v in m.params.items():
+        assert np.array_equal(backend.to_numpy(v), backend.to_numpy(back.params[k])), k
+    # the model's noise stream continues where it was
+    assert np.array_equal(backend.to_numpy(m.sample(3)), backend.to_numpy(back.sample(3)))
+
+
+def test_optimizer_state_round_trip(tmp_path):
+    m, opt = _trained()
+    m.save(tmp_path / "m.npz", optimizer=opt)
+    fresh = Adam(0.5)
+    checkpoint.restore_optimizer(fresh, checkpoint.read(tmp_path / "m.npz"))
+    assert fresh.t == opt.t == 3 and fresh.lr == opt.lr
+    for key, a in opt.state_dict().items():
+        b = fresh.state_dict()[key]
+        assert np.array_equal(backend.to_numpy(a), backend.to_numpy(b)), key
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    """A crash while writing leaves the old checkpoint untouched and no temporary file."""
+    m, _ = _trained()
+    path = tmp_path / "m.npz"
+    m.save(path)
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(KeyboardInterrupt):
+        _trained(seed=5)[0].save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+def test_truncated_file_is_refused(tmp_path):
+    m, _ = _trained()
+    m.save(tmp_path / "m.npz")
+    data = (tmp_path / "m.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="damaged or truncated"):
+        VAE.load(tmp_path / "cut.npz")
+
+
+def test_foreign_files_are_refused(tmp_path):
+    np.savez(tmp_path / "other.npz", W=np.ones(3))
+    with pytest.raises(CheckpointError, match="not a scratchvae checkpoint"):
+        VAE.load(tmp_path / "other.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(CheckpointError, match="damaged or truncated"):
+        VAE.load(tmp_path / "text.npz")
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        VAE.load(tmp_path / "missing.npz")
+
+
+def test_loading_never_unpickles(tmp_path):
+    """An object array (which only pickle can read) makes the file unreadable, not code."""
+    m, _ = _trained()
+    m.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["param/enc.fc1.W"] = np.array([{"evil": 1}], dtype=object)
+    np.savez(tmp_path / "pickled.npz", **arrays)
+    with pytest.raises(CheckpointError, match="damaged or truncated"):
+        VAE.load(tmp_path / "pickled.npz")
+
+
+def test_mismatched_shapes_are_refused(tmp_path):
+    m, _ = _trained()
+    m.save(tmp_path / "m.npz")
+    ck = checkpoint.read(tmp_path / "m.npz")
+    other = VAE(6, hidden=(7,), z_dim=2, likelihood="gaussian")
+    with pytest.raises(CheckpointError, match="does not match this model"):
+        checkpoint.restore_params(other, ck["params"])
+
+
+def test_meta_is_plain_json(tmp_path):
+    m, opt = _trained()
+    m.save(tmp_path / "m.npz", optimizer=opt, extra={"epoch": 4})
+    with zipfile.ZipFile(tmp_path / "m.npz") as z:
+        assert "meta.npy" in z.namelist() and "format.npy" in z.namelist()
+    meta = checkpoint.read(tmp_path / "m.npz")["meta"]
+    assert json.loads(json.dumps(meta)) == meta
+    assert meta["extra"] == {"epoch": 4} and meta["model_class"] == "VAE"
+
+
+def test_unwritable_folder_gives_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(CheckpointError, match="cannot write a checkpoint"):
+        _trained()[0].save(blocker / "sub" / "m.npz")

@@ -1,0 +1,197 @@
+"""The VAE: gradients, estimators, likelihood bounds, and what it refuses."""
+
+import math
+
+import numpy as np
+import pytest
+
+from conftest import host, tol
+from scratchvae import backend, gradcheck
+from scratchvae.densities import bernoulli_log_prob
+from scratchvae.models.vae import VAE
+from scratchvae.optim import Adam
+
+DECODERS = [
+    pytest.param(("bernoulli", "learned"), id="bernoulli"),
+    pytest.param(("gaussian", "learned"), id="gaussian-learned-var"),
+    pytest.param(("gaussian", -1.0), id="gaussian-fixed-var"),
+]
+
+
+def _binary(rng, shape):
+    return (rng.uniform(size=shape) < 0.5).astype(float)
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+@pytest.mark.parametrize("L", [1, 3])
+def test_full_gradient_matches_central_differences(bk64, decoder, L):
+    """Every parameter of encoder and decoder, eps held fixed. Smooth activations
+    (tanh) so the 4th-order stencil (h = 1e-3) applies; ReLU is checked layer by layer."""
+    likelihood, logvar = decoder
+    m = VAE(6, hidden=(5, 4), z_dim=2, likelihood=likelihood, decoder_logvar=logvar,
+            activation="tanh", seed=1)
+    rng = backend.RNG(3)
+    x = rng.uniform((4, 6))
+    eps = rng.normal((L, 4, 2))
+    m.loss_and_grads(x, n_samples=L, eps=eps)
+    analytic = {k: bk64.xp.asarray(v, copy=True) for k, v in m.grads.items()}
+    report = gradcheck.check_function(
+        lambda **_: m.loss_and_grads(x, n_samples=L, eps=eps)[0], m.params, analytic, order=4, h=1e-3
+    )
+    assert report.max_error < 1e-7, str(report)
+    assert len(report.checks) == len(m.params) == 14 + (likelihood == "gaussian" and logvar == "learned")
+
+
+def test_gradient_with_kl_weight(bk64):
+    """With beta != 1 the KL gradient is scaled on its own line: check it too."""
+    m = VAE(5, hidden=(4,), z_dim=3, activation="softplus", seed=2)
+    rng = backend.RNG(4)
+    x, eps = rng.uniform((3, 5)), rng.normal((2, 3, 3))
+    m.loss_and_grads(x, n_samples=2, eps=eps, beta=0.3)
+    analytic = {k: bk64.xp.asarray(v, copy=True) for k, v in m.grads.items()}
+    report = gradcheck.check_function(
+        lambda **_: m.loss_and_grads(x, n_samples=2, eps=eps, beta=0.3)[0], m.params, analytic,
+        order=4, h=1e-3)
+    assert report.max_error < 1e-7, str(report)
+
+
+def test_loss_parts_add_up(bk):
+    m = VAE(6, hidden=(5,), z_dim=2, seed=0)
+    x = backend.RNG(0).uniform((7, 6))
+    loss, stats = m.loss_and_grads(x, beta=0.5)
+    assert float(loss) == pytest.approx(float(stats["rec"]) + 0.5 * float(stats["kl"]), rel=tol(bk))
+    assert float(stats["neg_elbo"]) == pytest.approx(float(stats["rec"]) + float(stats["kl"]), rel=tol(bk))
+    assert float(stats["kl"]) > 0
+    assert all(v.dtype == bk.dtype for v in m.params.values())
+    assert all(v.dtype == bk.dtype for v in m.grads.values())
+
+
+def test_shapes_of_the_public_methods(bk):
+    m = VAE(6, hidden=(5,), z_dim=3, seed=0)
+    x = backend.RNG(0).uniform((4, 6))
+    mu, logvar = m.encode(x)
+    assert mu.shape == logvar.shape == (4, 3)
+    assert m.decode(mu).shape == (4, 6)
+    r = host(m.reconstruct(x))
+    assert r.shape == (4, 6) and (r >= 0).all() and (r <= 1).all()
+    assert m.sample(5).shape == (5, 6)
+    s = host(m.sample(5, mean=False))
+    assert set(np.unique(s)) <= {0.0, 1.0}
+
+
+def _per_example(m, x, k, rng_seed):
+    m.rng = backend.RNG(rng_seed)
+    return host(m.log_likelihood(x, k=k, reduce=False))
+
+
+def test_iwae_bound_rises_with_k_and_is_above_the_elbo():
+    """Mean IWAE_k over examples is non-decreasing in k = 1, 10, 100, within Monte-Carlo
+    error, and k = 1 is the ELBO."""
+    with backend.using("numpy", dtype="float64"):
+        m = VAE(10, hidden=(16,), z_dim=2, activation="tanh", seed=0)
+        x = _binary(np.random.default_rng(0), (300, 10))
+        est = {k: _per_example(m, x, k, k) for k in (1, 10, 100)}
+        elbo = np.array([m.elbo(x, n_samples=200)])  # a precise ELBO
+        assert abs(est[1].mean() - elbo[0]) < 4 * est[1].std() / math.sqrt(len(x))
+        for a, b in ((1, 10), (10, 100)):
+            diff = est[b] - est[a]  # paired per example
+            assert diff.mean() > -3 * diff.std() / math.sqrt(len(x)), (a, b, diff.mean())
+        assert est[100].mean() > est[1].mean()
+
+
+def test_iwae_matches_a_numerical_integral():
+    """With a 1-D latent, p(x) = int p(x | z) N(z; 0, 1) dz on a fine grid."""
+    with backend.using("numpy", dtype="float64"):
+        m = VAE(5, hidden=(8,), z_dim=1, activation="tanh", seed=0)
+        x = _binary(np.random.default_rng(0), (6, 5))
+        zg = np.linspace(-12.0, 12.0, 24001)
+        logits = m.decode(zg[:, None])  # (G, D)
+        a = np.stack([bernoulli_log_prob(logits, np.broadcast_to(xi, logits.shape)) for xi in x])
+        a = a - 0.5 * (np.log(2 * np.pi) + zg ** 2)  # + log N(z; 0, 1)
+        top = a.max(axis=1, keepdims=True)
+        exact = top[:, 0] + np.log(np.trapezoid(np.exp(a - top), zg, axis=1))
+        m.rng = backend.RNG(7)
+        iwae = m.log_likelihood(x, k=5000, reduce=False, max_floats=5000)  # forces chunking
+        assert np.abs(iwae - exact).max() < 0.06
+        assert abs(iwae.mean() - exact.mean()) < 0.02
+
+
+def test_log_likelihood_handles_k_5000_in_bounded_memory():
+    """Chunks of samples: at most max_floats decoder outputs at a time."""
+    with backend.using("numpy", dtype="float32"):
+        m = VAE(64, hidden=(32,), z_dim=4, seed=0)
+        x = _binary(np.random.default_rng(1), (20, 64))
+        calls = []
+        real = m.log_weights
+        m.log_weights = lambda xb, k: calls.append(k * xb.shape[0] * 64) or real(xb, k)
+        value = m.log_likelihood(x, k=5000, batch_size=10, max_floats=2 ** 16)
+        assert math.isfinite(value)
+        assert max(calls) <= 2 ** 16 and sum(calls) == 5000 * 20 * 64
+
+
+def test_score_function_and_reparameterized_gradients_agree_in_mean():
+    """Both estimate the same gradient; the score function's variance is far larger."""
+    with backend.using("numpy", dtype="float64"):
+        m = VAE(8, hidden=(6,), z_dim=2, activation="tanh", seed=0)
+        x = _binary(np.random.default_rng(0), (4, 8))
+        R = 3000
+        sf, rp = [], []
+        for _ in range(R):
+            g = m.score_function_grads(x, 1)
+            sf.append(np.concatenate([g[k].ravel() for k in sorted(g)]))
+            m.loss_and_grads(x, 1)
+            rp.append(np.concatenate([m.grads[k].ravel() for k in sorted(g)]))
+        sf, rp = np.array(sf), np.array(rp)
+        se = np.sqrt(sf.var(0) / R + rp.var(0) / R)
+        live = se > 0  # weights fed by x_d = 0 get exactly zero gradient in both
+        z = (sf.mean(0) - rp.mean(0))[live] / se[live]
+        assert np.abs(z).max() < 5.0  # 5 standard errors, over ~80 entries
+        ratio = sf.var(0)[live].sum() / rp.var(0)[live].sum()
+        print(f"score-function / reparameterized gradient variance (total, L=1): {ratio:.0f}")
+        assert ratio > 10
+
+
+def test_vae_overfits_a_tiny_batch():
+    with backend.using("numpy", dtype="float64"):
+        m = VAE(8, hidden=(32,), z_dim=2, seed=0)
+        x = _binary(np.random.default_rng(0), (4, 8))
+        opt = Adam(1e-2)
+        recs = []
+        for _ in range(800):
+            _, stats = m.loss_and_grads(x)
+            opt.step(m.params, m.grads)
+            recs.append(float(stats["rec"]))
+        assert np.mean(recs[-100:]) < 0.1 * recs[0]
+
+
+def test_bad_input_is_refused_with_a_clear_message(bk):
+    m = VAE(6, hidden=(5,), z_dim=2, seed=0)
+    rng = backend.RNG(0)
+    with pytest.raises(ValueError, match="x has 5 columns but this VAE"):
+        m.loss_and_grads(rng.uniform((3, 5)))
+    with pytest.raises(ValueError, match=r"shape \(N, D\)"):
+        m.loss_and_grads(rng.uniform((6,)))
+    with pytest.raises(ValueError, match="empty"):
+        m.loss_and_grads(rng.uniform((0, 6)))
+    bad = backend.asarray(np.where(np.eye(3, 6) > 0, np.nan, 0.5))
+    with pytest.raises(ValueError, match="NaN"):
+        m.loss_and_grads(bad)
+    with pytest.raises(ValueError, match=r"\[0, 1\].*divide 8-bit images by 255"):
+        m.loss_and_grads(backend.asarray(np.full((3, 6), 255.0)))
+    with pytest.raises(ValueError, match="eps must have shape"):
+        m.loss_and_grads(rng.uniform((3, 6)), n_samples=2, eps=rng.normal((1, 3, 2)))
+
+
+def test_constructor_rejects_unknown_options():
+    with pytest.raises(ValueError, match="unknown likelihood"):
+        VAE(4, likelihood="poisson")
+    with pytest.raises(ValueError, match="decoder_logvar"):
+        VAE(4, likelihood="gaussian", decoder_logvar="big")
+    with pytest.raises(ValueError, match="unknown activation"):
+        VAE(4, activation="swish")
+
+
+def test_gaussian_decoder_allows_values_outside_unit_interval(bk):
+    m = VAE(3, hidden=(4,), z_dim=2, likelihood="gaussian", seed=0)
+    loss, _ = m.loss_and_grads(backend.asarray(np.array([[3.0, -2.0, 10.0]])))
+    assert math.isfinite(float(loss))
