@@ -1,0 +1,200 @@
+"""Untied deep autoencoders, and what every autoencoder here shares.
+
+    h     = enc(x)         encoder: MLP  D -> H1 -> ... -> K       h: (N, K), the code
+    out   = dec(h)         decoder: MLP  K -> ... -> H1 -> D       out: (N, D)
+
+    loss="mse":        x_hat = out,  L = (1/N) sum_n ||x_n - x_hat_n||^2
+    loss="bernoulli":  out = logits l, L = (1/N) sum_n sum_d [softplus(l_nd) - x_nd l_nd],
+                       x_hat = sigmoid(l)  (for data in [0, 1], e.g. pixels)
+
+Both losses are the mean over the batch of per-example sums (nats per example), as
+every loss in ``scratchvae.losses``. Denoising (Vincent et al. 2008): with
+``corruption=...`` the encoder sees x~ = corrupt(x) and the loss compares with the
+clean x (see ``scratchvae.models.corrupt``).
+
+Model contract (shared with the VAE and the training loop):
+
+    loss, stats = model.loss_and_grads(x)        # zeroes, then fills model.grads
+    opt.step(model.params, model.grads)          # flat dicts, same keys
+    h = model.encode(x); x_hat = model.decode(h); x_hat = model.reconstruct(x)
+    type(model)(**model.config)                  # the same model again (same seed)
+"""
+
+from __future__ import annotations
+
+import numbers
+
+from .. import backend
+from ..checks import check_columns, check_finite, check_ndim, check_same_shape, check_unit_interval
+from ..layers import flatten, mlp, sigmoid
+from ..losses import bernoulli_nll, mse
+from .corrupt import check_corruption, corrupt
+
+LOSSES = ("mse", "bernoulli")
+
+
+class AutoencoderBase:
+    """What both autoencoders share: input checks, corruption, the reconstruction
+    loss, decode() and reconstruct(). Subclasses set ``in_features`` and ``latent``
+    and implement ``encode``, ``_decoder_out`` and ``loss_and_grads``."""
+
+    in_features: int
+    latent: int
+
+    def _init_common(self, in_features, latent, loss, corruption, noise_level, image_shape, seed):
+        for name, n in (("in_features", in_features), ("latent", latent)):
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+                raise ValueError(f"{name} must be a positive integer, got {n!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}: choose 'mse' (real data) or 'bernoulli' (data in [0, 1])")
+        # loss_kind, not loss: ``model.loss(x)`` is the forward-only method the trainer calls
+        self.in_features, self.latent, self.loss_kind = int(in_features), int(latent), loss
+        self.image_shape = None if image_shape is None else tuple(int(s) for s in image_shape)
+        self.corruption = corruption
+        self.noise_level = check_corruption(corruption, noise_level, self.image_shape, in_features)
+        self.rng = backend.RNG(seed)  # builds the weights, then draws the corruption noise
+
+    def _check_x(self, x, name: str = "x") -> None:
+        check_ndim(x, 2, name, "(N, D)")
+        check_columns(x, self.in_features, name, repr(self))
+
+    def _check(self, x) -> None:
+        """All checks of a data set, once (the trainer calls this before fitting)."""
+        self._check_x(x)
+        check_finite(x, "x")
+        if self.loss_kind == "bernoulli":
+            check_unit_interval(x, "x")
+
+    def _check_h(self, h) -> None:
+        check_ndim(h, 2, "h", "(N, K)")
+        check_columns(h, self.latent, "h", f"the decoder of {self!r}")
+
+    def _target(self, x, target, check: bool):
+        """Validate x (and target) and return the target: x itself when None."""
+        self._check_x(x)
+        if target is None:
+            return x  # the loss checks it for NaN
+        check_same_shape(target, x, "target", "x")
+        if check:
+            check_finite(x, "x")
+        return target
+
+    def _prepare(self, x, target, check: bool):
+        """Validate x and return (encoder input, target): x~ = corrupt(x) or x, and x."""
+        target = self._target(x, target, check)
+        x_in = x
+        if self.corruption is not None:
+            x_in = corrupt(x, self.corruption, self.noise_level, self.rng, self.image_shape)
+        return x_in, target
+
+    def _rec_loss(self, out, target, check: bool):
+        """(value, dL/dout): squared error on x_hat = out, or Bernoulli NLL on logits = out."""
+        if self.loss_kind == "mse":
+            return mse(out, target, check=check)
+        return bernoulli_nll(out, target, check=check)
+
+    def loss(self, x, target=None, check: bool = True):
+        """The reconstruction loss, forward only: no gradients and NO corruption (for a
+        denoising model this is the error on clean inputs, what a validation set asks).
+
+        Inputs: x: (N, D); target: (N, D) or None for x.
+        Returns: (loss, {"rec": loss}), 0-d arrays, as loss_and_grads.
+        """
+        target = self._target(x, target, check)
+        value, _ = self._rec_loss(self._decoder_out(self.encode(x)), target, check)
+        return value, {"rec": value}
+
+    def encode(self, x):
+        raise NotImplementedError
+
+    def _decoder_out(self, h):
+        raise NotImplementedError
+
+    def decode(self, h):
+        """The reconstruction in data space from a code.
+
+        Inputs:  h: (N, K).
+        Returns: x_hat: (N, D); sigmoid(logits) for loss="bernoulli".
+        """
+        self._check_h(h)
+        out = self._decoder_out(h)
+        return sigmoid(out) if self.loss_kind == "bernoulli" else out
+
+    def reconstruct(self, x):
+        """x_hat = decode(encode(x)), with no corruption. x: (N, D) -> (N, D)."""
+        return self.decode(self.encode(x))
+
+
+class Autoencoder(AutoencoderBase):
+    """Untied deep autoencoder: encoder and decoder are separate MLPs.
+
+    Inputs (constructor):
+    - in_features: D.
+    - hidden: hidden sizes of the encoder, e.g. (256, 64); the decoder mirrors them.
+    - latent: K, the code size (the code layer is linear).
+    - activation: hidden activation ("relu", "tanh", "sigmoid", ...).
+    - loss: "mse" or "bernoulli" (the decoder then outputs logits).
+    - corruption: None, "gaussian", "masking" or "blur" (denoising mode).
+    - noise_level: the corruption's level (None: its default); image_shape for "blur".
+    - seed: seeds ``self.rng`` (scratchvae.backend.RNG): weights, then corruption noise.
+    Parameters: "enc.fc1.W", "enc.fc1.b", ..., "dec.fc1.W", ... (Dense layers).
+    """
+
+    def __init__(self, in_features: int, hidden=(256,), latent: int = 2, activation: str = "relu",
+                 loss: str = "mse", corruption=None, noise_level=None, image_shape=None, seed: int = 0):
+        self._init_common(in_features, latent, loss, corruption, noise_level, image_shape, seed)
+        hidden = [int(n) for n in hidden]
+        if any(n < 1 for n in hidden):
+            raise ValueError(f"hidden sizes must be positive integers, got {hidden}")
+        sizes = [self.in_features, *hidden, self.latent]
+        self.enc = mlp(sizes, activation, rng=self.rng)  # D -> ... -> K, linear code
+        self.dec = mlp(sizes[::-1], activation, rng=self.rng)  # K -> ... -> D, linear output
+        self.config = {
+            "in_features": self.in_features, "hidden": hidden, "latent": self.latent,
+            "activation": activation, "loss": loss, "corruption": corruption,
+            "noise_level": self.noise_level,
+            "image_shape": None if self.image_shape is None else list(self.image_shape),
+            "seed": seed,
+        }
+
+    @property
+    def params(self) -> dict:
+        """Flat dict of the layers' parameter arrays (the same objects: update in place)."""
+        return flatten({"enc": self.enc.params, "dec": self.dec.params})
+
+    @property
+    def grads(self) -> dict:
+        return flatten({"enc": self.enc.grads, "dec": self.dec.grads})
+
+    def encode(self, x):
+        """h = enc(x). x: (N, D) -> h: (N, K)."""
+        self._check_x(x)
+        return self.enc.forward(x)
+
+    def _decoder_out(self, h):
+        return self.dec.forward(h)
+
+    def loss_and_grads(self, x, target=None, check: bool = True):
+        """Reconstruction loss and its gradients (written into ``self.grads``).
+
+        Inputs:
+        - x: (N, D) the batch; corrupted first in denoising mode (noise from self.rng).
+        - target: (N, D) what to reconstruct; None means x (the clean x when denoising).
+        - check: validate values (NaN, [0, 1] for Bernoulli); one reduction each.
+        Returns:
+        - loss: 0-d array, nats per example (mean over the batch of per-example sums).
+        - stats: {"rec": the same 0-d array}.
+        """
+        x_in, target = self._prepare(x, target, check)
+        self.enc.zero_grad()
+        self.dec.zero_grad()
+        h = self.enc.forward(x_in)  # h = enc(x~)
+        out = self.dec.forward(h)  # x_hat or logits
+        value, dout = self._rec_loss(out, target, check)
+        dh = self.dec.backward(dout)  # dL/dh, and dL/d(decoder params)
+        self.enc.backward(dh)  # dL/d(encoder params)
+        return value, {"rec": value}
+
+    def __repr__(self) -> str:
+        return (f"Autoencoder(in_features={self.in_features}, hidden={self.config['hidden']}, "
+                f"latent={self.latent}, loss={self.loss_kind!r}, corruption={self.corruption!r})")
