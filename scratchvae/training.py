@@ -65,6 +65,7 @@ class Trainer:
         self.step = 0  # optimizer steps taken
         self.epoch = 0  # epochs completed
         self.history: dict = {}
+        self.extra: dict = {}  # JSON-able notes saved with every checkpoint (e.g. the data set)
 
     # ---- one step ----------------------------------------------------------------
 
@@ -145,15 +146,15 @@ class Trainer:
                 self.callback(self, record)
         return self.history
 
-    def evaluate(self, x, batch_size: int = 1000) -> dict:
+    def evaluate(self, x, batch_size: int = 1000, **kwargs) -> dict:
         """Mean loss and stats over ``x`` without gradients (``model.loss`` if the model
-        has it, else ``loss_and_grads``)."""
+        has it, else ``loss_and_grads``); ``kwargs`` go to it (e.g. ``n_samples=10``)."""
         X = self._prepare(x, "x")
         fn = getattr(self.model, "loss", None) or self.model.loss_and_grads
         totals: dict = {}
         for rows in batch_slices(X.shape[0], batch_size):
             xb = X[rows, ...]
-            loss, stats = fn(xb, check=False)
+            loss, stats = fn(xb, check=False, **kwargs)
             for k, v in {"loss": loss, **stats}.items():
                 totals[k] = totals.get(k, 0.0) + float(v) * xb.shape[0]
         return {k: v / X.shape[0] for k, v in totals.items()}
@@ -171,7 +172,7 @@ class Trainer:
 
     def save(self, path) -> None:
         """Checkpoint the model, optimizer, both RNGs, step, epoch and history."""
-        extra = {"step": self.step, "epoch": self.epoch, "history": self.history,
+        extra = {**self.extra, "step": self.step, "epoch": self.epoch, "history": self.history,
                  "trainer": {"batch_size": self.batch_size, "n_samples": self.n_samples,
                              "kl_warmup": self.kl_warmup, "binarize": self.binarize,
                              "seed": self.seed, "log_every": self.log_every}}
@@ -190,4 +191,5 @@ class Trainer:
         t = cls(model, optimizer, progress=progress, callback=callback, **extra["trainer"])
         t.rng.set_state(ck["meta"]["rng_states"]["trainer"])
         t.step, t.epoch, t.history = extra["step"], extra["epoch"], extra["history"]
+        t.extra = {k: v for k, v in extra.items() if k not in ("step", "epoch", "history", "trainer")}
         return t

@@ -1,0 +1,323 @@
+"""The ``scratchvae`` command: train a VAE and write the figures a person wants to see.
+
+    scratchvae train --out runs/digits          # about a minute on a laptop CPU
+    scratchvae sample runs/digits/model.npz
+    scratchvae reconstruct runs/digits/model.npz
+    scratchvae evaluate runs/digits/model.npz --k 5000
+    scratchvae info
+
+Errors a user can make (unknown data set, no network, unwritable folder, bad checkpoint)
+are printed as one line, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, backend, checkpoint, datasets
+
+EXAMPLES = {
+    "train": """examples:
+  scratchvae train                                  # digits, 2-D latent, into runs/digits
+  scratchvae train --out runs/wide --z-dim 8 --hidden 512 256
+  scratchvae train --dataset mnist --epochs 20 --hidden 400 --z-dim 20
+  scratchvae train --likelihood gaussian --samples 5 --kl-warmup 2000
+  scratchvae train --backend cupy --batch-size 1024""",
+    "sample": """examples:
+  scratchvae sample runs/digits/model.npz
+  scratchvae sample runs/digits/model.npz --n 100 --seed 3 --out samples.png""",
+    "reconstruct": """examples:
+  scratchvae reconstruct runs/digits/model.npz
+  scratchvae reconstruct runs/digits/model.npz --n 20 --out recon.png""",
+    "evaluate": """examples:
+  scratchvae evaluate runs/digits/model.npz              # IWAE with k = 1000 on the test set
+  scratchvae evaluate runs/digits/model.npz --k 5000 --split val""",
+    "info": """examples:
+  scratchvae info
+  SCRATCHVAE_BACKEND=auto scratchvae info""",
+}
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line."""
+
+
+# ---- train ----------------------------------------------------------------------------
+
+
+def _train(args) -> int:
+    from .models import VAE
+    from .optim import Adam
+    from .training import Trainer
+
+    out = Path(args.out)
+    _writable(out)
+    b = backend.use(args.backend, dtype="float32")
+    ds = datasets.load(args.dataset, split_seed=args.seed, binarize=args.binarize if args.binarize == "fixed" else None,
+                       data_dir=args.data_dir)
+    print(f"scratchvae {__version__}: {ds!r} on {b.name} ({b.device}); output in {out}/")
+    model = VAE(ds.n_features, hidden=tuple(args.hidden), z_dim=args.z_dim, likelihood=args.likelihood,
+                activation=args.activation, seed=args.seed,
+                decoder_logvar="learned" if args.decoder_logvar is None else args.decoder_logvar)
+    trainer = Trainer(model, Adam(lr=args.lr), batch_size=args.batch_size, n_samples=args.samples,
+                      kl_warmup=args.kl_warmup, binarize="dynamic" if args.binarize == "dynamic" else None,
+                      seed=args.seed, progress=not args.quiet)
+    trainer.extra = {"data": {"name": ds.name, "split_seed": args.seed, "binarize": args.binarize,
+                              "data_dir": args.data_dir}}
+    config = {"version": __version__, "backend": b.name, "dtype": b.dtype_name, "dataset": ds.name,
+              **{k: v for k, v in vars(args).items() if k not in ("func",)}, "model": model.config}
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+    from tqdm.auto import tqdm
+
+    epochs_bar = tqdm(total=args.epochs, desc="training", unit="epoch", disable=args.quiet)
+    trainer.progress = False  # one bar for the run; per-step bars would flood the terminal
+    trainer.callback = lambda t, rec: (epochs_bar.update(1),
+                                       epochs_bar.set_postfix(train=f"{rec['train_loss']:.2f}",
+                                                              val=f"{rec.get('val_neg_elbo', float('nan')):.2f}"))
+    t0 = time.perf_counter()
+    history = trainer.fit(ds.x_train, ds.x_val, epochs=args.epochs, checkpoint_path=out / "model.npz")
+    epochs_bar.close()
+    train_time = time.perf_counter() - t0
+    _write_history(history, out / "history.csv")
+
+    metrics = _metrics(model, trainer, ds, args.iwae_k, args.eval_samples)
+    metrics.update({"time_per_epoch_s": float(np.mean(history["time"])), "train_time_s": train_time,
+                    "epochs": trainer.epoch, "backend": b.name, "device": str(b.device), "dtype": b.dtype_name})
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _figures(model, ds, history, out, args.seed)
+    print(f"test: negative ELBO {metrics['test']['neg_elbo']:.2f} nats "
+          f"(rec {metrics['test']['rec']:.2f} + KL {metrics['test']['kl']:.2f}), "
+          f"IWAE (k={args.iwae_k}) -log p(x) ~ {metrics['test_nll_iwae']:.2f}; "
+          f"{train_time:.1f} s for {trainer.epoch} epochs")
+    print(f"wrote {', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))}")
+    return 0
+
+
+def _metrics(model, trainer, ds, k: int, n_samples: int) -> dict:
+    """Negative ELBO (rec + KL) on each split, and the IWAE estimate on the test set."""
+    metrics = {}
+    for split in ("train", "val", "test"):
+        x = getattr(ds, f"x_{split}")
+        ev = trainer.evaluate(x, n_samples=n_samples)
+        metrics[split] = {"neg_elbo": ev["neg_elbo"], "rec": ev["rec"], "kl": ev["kl"]}
+    metrics["test_nll_iwae"] = -model.log_likelihood(ds.x_test, k=k)
+    metrics["iwae_k"] = k
+    metrics["elbo_samples"] = n_samples
+    return metrics
+
+
+def _write_history(history: dict, path: Path) -> None:
+    keys = list(history)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(keys)
+        for row in zip(*(history[k] for k in keys)):
+            w.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
+
+
+def _figures(model, ds, history, out: Path, seed: int) -> None:
+    from . import plotting
+
+    to_host = backend.to_numpy
+    skip = {"epoch", "time", "beta"}
+    if all(b == 1.0 for b in history["beta"]):  # no warm-up: the loss is the negative ELBO
+        skip |= {"train_neg_elbo", "val_neg_elbo"}
+    plotting.learning_curves({k: v for k, v in history.items() if k not in skip}, path=out / "curves.png")
+    _reconstruction_figure(model, ds, out / "reconstructions.png")
+    model.rng = backend.RNG(seed + 1)
+    plotting.image_grid(to_host(model.sample(100)), ds.image_shape, nrow=10,
+                        title="samples from the prior: E[x | z], z ~ N(0, I)", path=out / "samples.png")
+    mu, _ = model.encode(backend.asarray(ds.x_test))
+    plotting.latent_scatter(to_host(mu), ds.y_test, path=out / "latent.png",
+                            title="test set: posterior means of z, coloured by label")
+    if model.z_dim == 2:
+        plotting.manifold(lambda z: to_host(model.mean_image(model.decode(backend.asarray(z)))),
+                          ds.image_shape, n=20, path=out / "manifold.png")
+
+
+def _reconstruction_figure(model, ds, path, n: int = 10) -> None:
+    from . import plotting
+
+    x = ds.x_test[:n]
+    plotting.reconstructions(x, backend.to_numpy(model.reconstruct(backend.asarray(x))), ds.image_shape,
+                             n=n, path=path)
+
+
+# ---- working from a checkpoint -----------------------------------------------------
+
+
+def _load(args):
+    from .models import VAE
+
+    backend.use(args.backend, dtype="float32")
+    model = VAE.load(args.checkpoint)
+    data = checkpoint.read(args.checkpoint)["meta"]["extra"].get("data")
+    return model, data
+
+
+def _dataset_of(data, args):
+    if data is None:
+        raise UserError(f"{args.checkpoint} does not say which data set it was trained on; "
+                        "use a checkpoint written by `scratchvae train`")
+    return datasets.load(data["name"], split_seed=data["split_seed"],
+                         binarize="fixed" if data.get("binarize") == "fixed" else None,
+                         data_dir=data.get("data_dir"))
+
+
+def _default_out(args, name: str) -> Path:
+    return Path(args.out) if args.out else Path(args.checkpoint).with_name(name)
+
+
+def _sample(args) -> int:
+    from . import plotting
+
+    model, data = _load(args)
+    model.rng = backend.RNG(args.seed)
+    shape = tuple(data["image_shape"]) if data and "image_shape" in data else _dataset_of(data, args).image_shape
+    out = _default_out(args, "samples.png")
+    _writable(out.parent)
+    nrow = int(round(args.n ** 0.5))
+    plotting.image_grid(backend.to_numpy(model.sample(args.n)), shape, nrow=nrow,
+                        title="samples from the prior", path=out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _reconstruct(args) -> int:
+    model, data = _load(args)
+    ds = _dataset_of(data, args)
+    out = _default_out(args, "reconstructions.png")
+    _writable(out.parent)
+    _reconstruction_figure(model, ds, out, n=args.n)
+    print(f"wrote {out}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .training import Trainer
+
+    model, data = _load(args)
+    ds = _dataset_of(data, args)
+    x = getattr(ds, f"x_{args.split}")
+    model.rng = backend.RNG(args.seed)
+    ev = Trainer(model, None, progress=False).evaluate(x, n_samples=args.samples)
+    nll = -model.log_likelihood(x, k=args.k)
+    result = {"split": args.split, "n": int(len(x)), "neg_elbo": ev["neg_elbo"], "rec": ev["rec"],
+              "kl": ev["kl"], "nll_iwae": nll, "k": args.k}
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _info(args) -> int:
+    from .datasets import mnist
+
+    b = backend.use(args.backend)
+    info = backend.info()
+    print(f"scratchvae {__version__}")
+    print(f"backend:     {b.name} on {b.device} ({b.dtype_name})")
+    print(f"cupy:        {info['cupy']}")
+    print(f"numpy:       {info['numpy']}, array-api-compat {info['array_api_compat']}")
+    print(f"data cache:  {mnist.default_data_dir()}  (set SCRATCHVAE_DATA to move it)")
+    print(f"data sets:   {', '.join(datasets.available())}")
+    return 0
+
+
+# ---- plumbing -------------------------------------------------------------------------------
+
+
+def _writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".scratchvae-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to {folder}: {exc.strerror}; choose another folder with --out") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="scratchvae", description="Train a variational autoencoder built from scratch, and look at it.",
+        epilog="Run `scratchvae COMMAND --help` for each command's options and examples.")
+    p.add_argument("--version", action="version", version=f"scratchvae {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name, help_, func):
+        sp = sub.add_parser(name, help=help_, description=help_, epilog=EXAMPLES[name],
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp.set_defaults(func=func)
+        sp.add_argument("--backend", default=None, choices=["numpy", "cupy", "auto", "array_api_strict"],
+                        help="array backend (default: $SCRATCHVAE_BACKEND or numpy)")
+        return sp
+
+    t = command("train", "train a VAE and write checkpoint, metrics and figures", _train)
+    t.add_argument("--out", default="runs/digits", help="output folder (default: runs/digits)")
+    t.add_argument("--dataset", default="digits", help=f"one of {', '.join(datasets.available())} (default: digits)")
+    t.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (default: $SCRATCHVAE_DATA or the cache)")
+    t.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer sizes (default: 256)")
+    t.add_argument("--z-dim", type=int, default=2, help="latent dimension (default: 2, for the latent map and manifold)")
+    t.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default="bernoulli", help="decoder likelihood")
+    t.add_argument("--decoder-logvar", type=float, default=None,
+                   help="Gaussian decoder: fixed log-variance (default: learned per pixel)")
+    t.add_argument("--activation", default="relu", help="hidden activation (default: relu)")
+    t.add_argument("--samples", type=int, default=1, help="L, samples of z per example in the ELBO (default: 1)")
+    t.add_argument("--epochs", type=int, default=300, help="epochs (default: 300, about 30 s for digits)")
+    t.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    t.add_argument("--kl-warmup", type=int, default=0, help="steps over which the KL weight rises 0 -> 1 (default: 0)")
+    t.add_argument("--binarize", choices=["fixed", "dynamic"], default=None, help="binarize pixels (default: grey levels)")
+    t.add_argument("--iwae-k", type=int, default=1000, help="importance samples for the test log-likelihood (default: 1000)")
+    t.add_argument("--eval-samples", type=int, default=10, help="samples per example for the reported ELBOs (default: 10)")
+    t.add_argument("--seed", type=int, default=0, help="seed of split, weights, noise and shuffling (default: 0)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    for name, help_, func, default_n in (("sample", "decode random draws from the prior into an image grid", _sample, 64),
+                                         ("reconstruct", "test images beside their reconstructions", _reconstruct, 10)):
+        s = command(name, help_, func)
+        s.add_argument("checkpoint", help="a model.npz written by `scratchvae train`")
+        s.add_argument("--n", type=int, default=default_n, help=f"how many images (default: {default_n})")
+        s.add_argument("--out", default=None, help="PNG to write (default: beside the checkpoint)")
+        s.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
+
+    e = command("evaluate", "negative ELBO and importance-weighted log-likelihood from a checkpoint", _evaluate)
+    e.add_argument("checkpoint", help="a model.npz written by `scratchvae train`")
+    e.add_argument("--k", type=int, default=1000, help="importance samples per example (default: 1000)")
+    e.add_argument("--samples", type=int, default=10, help="samples per example for the ELBO (default: 10)")
+    e.add_argument("--split", choices=["train", "val", "test"], default="test", help="which split (default: test)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the Monte-Carlo draws (default: 0)")
+
+    command("info", "version, backend and device, data cache folder", _info)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from .datasets import MNISTUnavailable
+    from .training import TrainingDiverged
+
+    try:
+        return args.func(args)
+    except (UserError, ValueError, checkpoint.CheckpointError, MNISTUnavailable, backend.BackendError,
+            TrainingDiverged, FileNotFoundError, PermissionError) as exc:
+        message = " ".join(str(exc).split())  # one line, whatever the exception's layout
+        print(f"scratchvae {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"scratchvae {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

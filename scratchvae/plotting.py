@@ -1,0 +1,341 @@
+"""Figures for the lessons and the command line: image grids, reconstructions, the
+latent space, the decoded manifold, and learning curves (matplotlib, host-side NumPy).
+
+Every function takes NumPy arrays (or any backend's arrays: they are copied to the host
+with ``backend.to_numpy``), returns the matplotlib ``Figure``, and with ``path=...``
+also writes a PNG and closes the figure (so a script that writes hundreds of figures
+does not keep them open). matplotlib picks a non-GUI backend (Agg) by itself where no
+display exists. In a notebook the open figure is shown once by the inline backend; end
+the line with ``;`` so the returned Figure is not shown a second time.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+
+from . import backend
+
+DPI = 150
+PAD = 0.5  # grey level of the one-pixel gaps between tiles
+
+
+def _plt():
+    import matplotlib.pyplot as plt  # imported on first use: `import scratchvae` stays light
+
+    return plt
+
+
+def _finish(fig, path):
+    """Save to ``path`` (PNG, parent folders made) and close the figure; return it."""
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=DPI, bbox_inches="tight")
+        _plt().close(fig)
+    return fig
+
+
+def _host(a, name: str) -> np.ndarray:
+    a = np.asarray(backend.to_numpy(a), dtype=np.float64)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or infinite values; nothing sensible to plot "
+                         "(if it is a model output, training has diverged)")
+    return a
+
+
+def _as_images(images, image_shape, name: str) -> np.ndarray:
+    """(N, D) rows or (N, H, W) images -> (N, H, W) float64, checked against image_shape."""
+    if len(tuple(image_shape)) != 2 or any(int(s) < 1 for s in image_shape):
+        raise ValueError(f"image_shape must be (H, W), e.g. (28, 28); got {image_shape!r}")
+    H, W = (int(s) for s in image_shape)
+    a = _host(images, name)
+    if a.ndim == 3 and a.shape[1:] == (H, W):
+        return a
+    if a.ndim == 2 and a.shape[1] == H * W:
+        return a.reshape(len(a), H, W)
+    raise ValueError(
+        f"{name} has shape {a.shape}, which does not hold images of shape {(H, W)}: pass "
+        f"(N, {H * W}) rows or (N, {H}, {W}) images, or the image_shape of your data "
+        "(e.g. (8, 8) for digits, (28, 28) for MNIST)"
+    )
+
+
+def tile(images: np.ndarray, ncol: int, pad_value: float = PAD) -> np.ndarray:
+    """(N, H, W) images -> one (rows (H + 1) - 1, ncol (W + 1) - 1) array, row-major,
+    one-pixel gaps of ``pad_value``; empty cells at the end are filled with it too."""
+    N, H, W = images.shape
+    nrows = math.ceil(N / ncol)
+    out = np.full((nrows * (H + 1) - 1, ncol * (W + 1) - 1), pad_value)
+    for i in range(N):
+        r, c = divmod(i, ncol)
+        out[r * (H + 1): r * (H + 1) + H, c * (W + 1): c * (W + 1) + W] = images[i]
+    return out
+
+
+def _show(ax, mosaic):
+    ax.imshow(np.clip(mosaic, 0.0, 1.0), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for s in ax.spines.values():
+        s.set_visible(False)
+
+
+def image_grid(images, image_shape, nrow: int | None = None, title: str | None = None,
+               path=None):
+    """A grid of greyscale images (values in [0, 1]; outside values are clipped).
+
+    Inputs:
+    - images: (N, H*W) rows or (N, H, W).
+    - image_shape: (H, W).
+    - nrow: images per row (as torchvision's make_grid); default ceil(sqrt(N)).
+    - title: optional title; path: optional PNG file to write.
+
+    Returns:
+    - the matplotlib Figure.
+    """
+    imgs = _as_images(images, image_shape, "images")
+    N = len(imgs)
+    ncol = int(nrow) if nrow is not None else math.ceil(math.sqrt(N))
+    if ncol < 1:
+        raise ValueError(f"nrow (images per row) must be >= 1, got {nrow}")
+    mosaic = tile(imgs, ncol)
+    h, w = mosaic.shape
+    scale = 6.0 / max(h, w)  # the longer side is 6 inches
+    fig, ax = _plt().subplots(figsize=(max(w * scale, 1.5), max(h * scale, 1.5) + (0.4 if title else 0)))
+    _show(ax, mosaic)
+    if title:
+        ax.set_title(title)
+    return _finish(fig, path)
+
+
+def reconstructions(x, x_hat, image_shape, n: int = 10, path=None):
+    """Originals above their reconstructions, in labelled row pairs.
+
+    Inputs:
+    - x: (N, H*W) or (N, H, W) originals; x_hat: the same shape, the reconstructions.
+    - image_shape: (H, W); n: how many to show (the first n; at most 10 per row pair).
+    - path: optional PNG file to write.
+
+    Returns:
+    - the matplotlib Figure.
+    """
+    a = _as_images(x, image_shape, "x")
+    b = _as_images(x_hat, image_shape, "x_hat")
+    if a.shape != b.shape:
+        raise ValueError(f"x and x_hat must have the same shape, got {a.shape} and {b.shape}")
+    n = min(int(n), len(a))
+    if n < 1:
+        raise ValueError("n must be >= 1 and x must hold at least one image")
+    ncol = min(n, 10)
+    pairs = math.ceil(n / ncol)
+    H = a.shape[1]
+    rows = []  # per pair: a row of originals, then a row of reconstructions
+    for p in range(pairs):
+        sl = slice(p * ncol, min((p + 1) * ncol, n))
+        for src in (a, b):
+            row = np.full((ncol,) + a.shape[1:], PAD)
+            row[: sl.stop - sl.start] = src[sl]
+            rows.append(row)
+    mosaic = tile(np.concatenate(rows), ncol)
+    h, w = mosaic.shape
+    scale = 7.0 / max(h, w)
+    fig, ax = _plt().subplots(figsize=(w * scale + 1.2, h * scale + 0.2))
+    _show(ax, mosaic)
+    centers = [r * (H + 1) + (H - 1) / 2 for r in range(2 * pairs)]
+    ax.set_yticks(centers, ["original", "reconstruction"] * pairs)
+    ax.tick_params(axis="y", length=0)
+    return _finish(fig, path)
+
+
+def pca_2d(z: np.ndarray):
+    """Project (N, L) points on their top two principal axes, by SVD.
+
+    Z_c = Z - mean = U S V^T; the projection is Z_c V[:, :2] = U[:, :2] S[:2], and axis j
+    explains S_j^2 / sum S^2 of the variance. Signs: the largest loading of each axis
+    is positive, so the picture does not flip between runs.
+
+    Returns:
+    - p: (N, 2) projected points; explained: (2,) fractions of variance.
+    """
+    zc = z - z.mean(axis=0)
+    _, S, Vt = np.linalg.svd(zc, full_matrices=False)
+    V = Vt[:2].T
+    V = V * np.sign(V[np.argmax(np.abs(V), axis=0), [0, 1]])
+    var = S**2
+    return zc @ V, var[:2] / var.sum() if var.sum() > 0 else np.zeros(2)
+
+
+def latent_scatter(z, labels=None, path=None, title: str = "latent space"):
+    """The latent codes as a 2-D scatter, coloured by label.
+
+    Inputs:
+    - z: (N, L) codes (e.g. the encoder means mu). L = 2: plotted as they are; L > 2:
+      projected on the top two principal axes (PCA by SVD, said in the axis labels);
+      L = 1: z against a small random vertical jitter.
+    - labels: optional (N,): integer classes (at most 20 distinct) get a legend,
+      anything else (e.g. a continuous position t) a colorbar.
+    - path: optional PNG file; title: the title.
+
+    Returns:
+    - the matplotlib Figure.
+    """
+    z = _host(z, "z")
+    if z.ndim != 2:
+        raise ValueError(f"z must have shape (N, L), one code per row; got {z.shape}")
+    N, L = z.shape
+    if L == 2:
+        p, xlabel, ylabel = z, "$z_1$", "$z_2$"
+    elif L > 2:
+        p, ev = pca_2d(z)
+        xlabel = f"PC 1 of {L}-D z ({100 * ev[0]:.0f}% of variance)"
+        ylabel = f"PC 2 of {L}-D z ({100 * ev[1]:.0f}% of variance)"
+    else:
+        jitter = np.random.default_rng(0).uniform(-0.5, 0.5, N)
+        p, xlabel, ylabel = np.column_stack([z[:, 0], jitter]), "$z_1$", "jitter (no meaning)"
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.0, 5.0))
+    size = 12.0 if N <= 2000 else 3.0
+    if labels is None:
+        ax.scatter(p[:, 0], p[:, 1], s=size, alpha=0.7, linewidths=0, rasterized=True)
+    else:
+        lab = np.asarray(backend.to_numpy(labels)).reshape(-1)
+        if len(lab) != N:
+            raise ValueError(f"labels has {len(lab)} entries but z has {N} rows; give one label per row")
+        classes = np.unique(lab)
+        if lab.dtype.kind in "fc":
+            lab = lab.real.astype(np.float64)
+            discrete = bool(np.all(np.isfinite(lab)) and np.all(lab == np.round(lab)))
+        else:
+            discrete = True  # integers, booleans, strings
+        if discrete and len(classes) <= 20:
+            cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+            for i, c in enumerate(classes):
+                m = lab == c
+                ax.scatter(p[m, 0], p[m, 1], s=size, alpha=0.7, linewidths=0, color=cmap(i),
+                           label=str(int(c)) if lab.dtype.kind == "f" else str(c), rasterized=True)
+            ax.legend(title="label", markerscale=2.0 if N <= 2000 else 4.0, loc="center left",
+                      bbox_to_anchor=(1.0, 0.5), frameon=False)
+        else:
+            sc = ax.scatter(p[:, 0], p[:, 1], c=lab.astype(np.float64), s=size, alpha=0.8,
+                            linewidths=0, cmap="viridis", rasterized=True)
+            fig.colorbar(sc, ax=ax, label="label")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return _finish(fig, path)
+
+
+def normal_quantiles(n: int) -> np.ndarray:
+    """Phi^{-1}((i + 1/2) / n), i = 0..n-1: n evenly spaced quantiles of N(0, 1), the
+    midpoints of n equal-probability bins (statistics.NormalDist().inv_cdf)."""
+    inv = NormalDist().inv_cdf
+    return np.array([inv((i + 0.5) / n) for i in range(n)])
+
+
+def manifold(decode_fn, image_shape, n: int = 15, path=None):
+    """The learned 2-D manifold: decode an n x n grid of latent points and tile them.
+
+    The grid follows Kingma and Welling (2014, figure 4): evenly spaced quantiles of the
+    prior mapped through the inverse normal CDF, so each cell covers the same prior
+    mass. Columns run along z_1 (increasing to the right), rows along z_2 (increasing
+    upwards).
+
+    Inputs:
+    - decode_fn: maps host z (M, 2) float64 to images (M, H*W) in [0, 1] (e.g. the
+      decoder's Bernoulli means); any backend's array is accepted back.
+    - image_shape: (H, W); n: grid size (n * n decodes in one call).
+    - path: optional PNG file to write.
+
+    Returns:
+    - the matplotlib Figure.
+    """
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"n (grid size) must be >= 1, got {n}")
+    q = normal_quantiles(n)
+    z1, z2 = np.meshgrid(q, q[::-1])  # row 0 at the top holds the largest z_2
+    z = np.column_stack([z1.ravel(), z2.ravel()])  # (n * n, 2), row-major over the grid
+    out = decode_fn(z)
+    imgs = _as_images(out, image_shape, "decode_fn(z)")
+    if len(imgs) != n * n:
+        raise ValueError(f"decode_fn returned {len(imgs)} images for {n * n} latent points; "
+                         "it must return one image per row of z")
+    H, W = imgs.shape[1:]
+    mosaic = tile(imgs, n)
+    fig, ax = _plt().subplots(figsize=(7.0, 7.0))
+    _show(ax, mosaic)
+    step = max(1, n // 5)
+    ticks = list(range(0, n, step))
+    ax.set_xticks([c * (W + 1) + (W - 1) / 2 for c in ticks], [f"{q[c]:.1f}" for c in ticks])
+    ax.set_yticks([r * (H + 1) + (H - 1) / 2 for r in ticks], [f"{q[::-1][r]:.1f}" for r in ticks])
+    ax.set_xlabel("$z_1 = \\Phi^{-1}(u_1)$")
+    ax.set_ylabel("$z_2 = \\Phi^{-1}(u_2)$")
+    ax.set_title("decoded latent grid")
+    return _finish(fig, path)
+
+
+def learning_curves(history: dict, path=None):
+    """Loss per epoch, and the reconstruction / KL split of the negative ELBO.
+
+    Inputs:
+    - history: dict of per-epoch lists, e.g. "train_loss", "val_loss", "train_rec",
+      "train_kl", "val_rec", "val_kl" (None or NaN where a value was not computed).
+      Keys ending in "loss" go in the first panel, "rec" and "kl" in the second, any
+      other numeric lists (e.g. "val_iwae") in a third.
+    - path: optional PNG file to write.
+
+    Returns:
+    - the matplotlib Figure.
+    """
+    if not isinstance(history, dict) or not history:
+        raise ValueError("history must be a non-empty dict of per-epoch lists, e.g. "
+                         "{'train_loss': [...], 'val_loss': [...]}")
+    curves = {}
+    for k, v in history.items():
+        try:
+            a = np.array([np.nan if e is None else float(e) for e in np.ravel(np.asarray(v, dtype=object))])
+        except (TypeError, ValueError):
+            continue  # not a numeric series (e.g. a config entry): skip it
+        if a.size and np.any(np.isfinite(a)):
+            curves[k] = a
+    if not curves:
+        raise ValueError(f"history has no numeric per-epoch lists to plot (keys: {list(history)})")
+    groups = [
+        ("loss", [k for k in curves if k.endswith("loss")]),
+        ("reconstruction and KL (nats / example)", [k for k in curves if k.endswith(("rec", "kl"))]),
+    ]
+    used = {k for _, ks in groups for k in ks}
+    groups.append(("other", [k for k in curves if k not in used]))
+    groups = [(t, ks) for t, ks in groups if ks]
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.0 * len(groups), 4.0), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (title, keys) in zip(axes[0], groups):
+        quantities = []  # "train_rec" and "val_rec" share a colour: solid train, dashed val
+        for k in keys:
+            a = curves[k]
+            qty = k.split("_", 1)[1] if k.startswith(("train_", "val_")) else k
+            if qty not in quantities:
+                quantities.append(qty)
+            epochs = np.arange(1, len(a) + 1)
+            ok = np.isfinite(a)
+            ax.plot(epochs[ok], a[ok], "--" if k.startswith("val") else "-",
+                    color=colors[quantities.index(qty) % len(colors)],
+                    marker="o" if ok.sum() <= 30 else None, markersize=3, label=k)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.legend(frameon=False)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+__all__ = ["image_grid", "latent_scatter", "learning_curves", "manifold", "normal_quantiles",
+           "pca_2d", "reconstructions", "tile"]

@@ -1,0 +1,252 @@
+"""Plotting: every function writes a real PNG, checks its inputs, and draws what it says."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless, whatever the environment says
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from scratchvae import backend, datasets, plotting
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return datasets.load("digits")
+
+
+@pytest.fixture(autouse=True)
+def close_all():
+    yield
+    plt.close("all")
+
+
+def _check_png(path, min_bytes=5000):
+    raw = path.read_bytes()
+    assert raw[:8] == PNG_MAGIC and len(raw) > min_bytes
+    img = plt.imread(path)
+    assert img.ndim == 3 and min(img.shape[:2]) > 100
+    assert img[..., :3].std() > 0.05  # not a blank canvas
+
+
+def _mosaic(fig):
+    return fig.axes[0].images[0].get_array()
+
+
+# ---- image_grid ----------------------------------------------------------------------
+
+def test_image_grid_writes_png_and_closes(tmp_path, digits):
+    path = tmp_path / "sub" / "grid.png"  # parent folders are made
+    fig = plotting.image_grid(digits.x_train[:30], (8, 8), title="digits", path=path)
+    _check_png(path)
+    assert not plt.fignum_exists(fig.number)  # closed after saving
+    # 30 images, ceil(sqrt(30)) = 6 per row -> 5 rows of 8 px tiles with 1 px gaps
+    m = _mosaic(fig)
+    assert m.shape == (5 * 9 - 1, 6 * 9 - 1)
+    np.testing.assert_array_equal(m[9:17, 18:26], digits.x_train[8].reshape(8, 8))  # row 1, col 2
+    assert fig.axes[0].get_title() == "digits"
+
+
+def test_image_grid_layout_and_inputs(digits):
+    imgs = digits.x_val[:10].reshape(10, 8, 8)  # (N, H, W) accepted too
+    fig = plotting.image_grid(imgs, (8, 8), nrow=5)
+    assert plt.fignum_exists(fig.number)  # left open when not saved
+    m = _mosaic(fig)
+    assert m.shape == (2 * 9 - 1, 5 * 9 - 1)
+    np.testing.assert_array_equal(m[9:, 0:8], imgs[5])
+    assert np.all(m[8, :] == plotting.PAD)  # the gap row
+
+
+@pytest.mark.parametrize("images, shape, message", [
+    (np.zeros((4, 64)), (28, 28), r"shape \(4, 64\).*\(N, 784\) rows"),
+    (np.zeros((4, 8, 8)), (7, 9), "does not hold images of shape"),
+    (np.zeros(64), (8, 8), "does not hold images"),
+    (np.zeros((4, 64)), (64,), r"image_shape must be \(H, W\)"),
+])
+def test_image_grid_rejects_wrong_shapes(images, shape, message):
+    with pytest.raises(ValueError, match=message):
+        plotting.image_grid(images, shape)
+
+
+def test_image_grid_rejects_nan_and_clips_range():
+    x = np.full((4, 4), 0.5)
+    x[1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        plotting.image_grid(x, (2, 2))
+    fig = plotting.image_grid(np.array([[-1.0, 2.0, 0.25, 0.5]]), (2, 2))
+    np.testing.assert_array_equal(_mosaic(fig), [[0.0, 1.0], [0.25, 0.5]])
+
+
+def test_image_grid_takes_backend_arrays(bk, digits):
+    x = backend.asarray(digits.x_test[:4])
+    fig = plotting.image_grid(x, (8, 8))
+    np.testing.assert_array_equal(_mosaic(fig)[:8, :8], digits.x_test[0].reshape(8, 8))
+
+
+# ---- reconstructions -------------------------------------------------------------------
+
+def test_reconstructions(tmp_path, digits):
+    x = digits.x_test[:13]
+    x_hat = 1.0 - x
+    path = tmp_path / "rec.png"
+    fig = plotting.reconstructions(x, x_hat, (8, 8), n=13, path=path)
+    _check_png(path)
+    m = _mosaic(fig)
+    assert m.shape == (4 * 9 - 1, 10 * 9 - 1)  # two row pairs of 10 columns
+    np.testing.assert_array_equal(m[0:8, 9:17], x[1].reshape(8, 8))  # original on top
+    np.testing.assert_array_equal(m[9:17, 9:17], x_hat[1].reshape(8, 8))  # its reconstruction below
+    np.testing.assert_array_equal(m[27:35, 18:26], x_hat[12].reshape(8, 8))  # second pair
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["original", "reconstruction"] * 2
+    with pytest.raises(ValueError, match="same shape"):
+        plotting.reconstructions(x, x_hat[:5], (8, 8))
+    with pytest.raises(ValueError, match="does not hold images"):
+        plotting.reconstructions(x, x_hat, (28, 28))
+
+
+# ---- latent_scatter ----------------------------------------------------------------------
+
+def test_latent_scatter_2d_with_class_legend(tmp_path, hrng):
+    z = hrng.normal(size=(300, 2))
+    labels = hrng.integers(0, 10, 300)
+    path = tmp_path / "z.png"
+    fig = plotting.latent_scatter(z, labels, path=path, title="codes")
+    _check_png(path)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "$z_1$" and ax.get_title() == "codes"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == [str(k) for k in np.unique(labels)]
+    np.testing.assert_allclose(np.concatenate([c.get_offsets() for c in ax.collections]).mean(0),
+                               z.mean(0), atol=1e-12)
+
+
+def test_latent_scatter_projects_with_pca_and_says_so(tmp_path, hrng):
+    # a 5-D cloud with most variance along two known directions
+    z = hrng.normal(size=(400, 5)) * np.array([5.0, 0.1, 3.0, 0.1, 0.1])
+    fig = plotting.latent_scatter(z, path=tmp_path / "pca.png")
+    ax = fig.axes[0]
+    assert "PC 1 of 5-D z" in ax.get_xlabel() and "% of variance" in ax.get_ylabel()
+    p = ax.collections[0].get_offsets()
+    # the projection's variances are the top two eigenvalues of the sample covariance
+    evals = np.linalg.eigvalsh(np.cov(z.T))[::-1]
+    np.testing.assert_allclose(np.var(p, axis=0, ddof=1), evals[:2], rtol=1e-10)
+    _, explained = plotting.pca_2d(z)
+    np.testing.assert_allclose(explained, evals[:2] / evals.sum(), rtol=1e-10)
+
+
+def test_pca_2d_matches_scikit_learn(hrng):
+    decomposition = pytest.importorskip("sklearn.decomposition")
+    z = hrng.normal(size=(200, 6)) @ hrng.normal(size=(6, 6))
+    p, explained = plotting.pca_2d(z)
+    ref = decomposition.PCA(2).fit(z)
+    np.testing.assert_allclose(explained, ref.explained_variance_ratio_, rtol=1e-10)
+    q = ref.transform(z)
+    np.testing.assert_allclose(np.abs(p), np.abs(q), atol=1e-10)  # equal up to each axis's sign
+
+
+def test_latent_scatter_continuous_labels_get_a_colorbar(hrng):
+    arc = datasets.noisy_arc(n=200)
+    fig = plotting.latent_scatter(arc.x, arc.t)
+    assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == "label"  # the colorbar
+
+
+def test_latent_scatter_1d_and_bad_input(hrng):
+    fig = plotting.latent_scatter(hrng.normal(size=(50, 1)), np.arange(50) % 3)
+    assert "jitter" in fig.axes[0].get_ylabel()
+    with pytest.raises(ValueError, match=r"shape \(N, L\)"):
+        plotting.latent_scatter(np.zeros(10))
+    with pytest.raises(ValueError, match="labels has 9 entries but z has 10 rows"):
+        plotting.latent_scatter(np.zeros((10, 2)), np.zeros(9))
+
+
+# ---- manifold ------------------------------------------------------------------------------
+
+def test_normal_quantiles_match_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    q = plotting.normal_quantiles(15)
+    np.testing.assert_allclose(q, stats.norm.ppf((np.arange(15) + 0.5) / 15), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(q, -q[::-1], atol=1e-15)  # symmetric about 0
+    assert q[7] == 0.0
+
+
+def test_manifold_grid_orientation(tmp_path):
+    seen = []
+
+    def decode(z):
+        # image (2, 2): top-left pixel Phi(z_1), bottom-right pixel Phi(z_2)
+        seen.append(z)
+        from statistics import NormalDist
+        cdf = np.vectorize(NormalDist().cdf)
+        out = np.zeros((len(z), 4))
+        out[:, 0], out[:, 3] = cdf(z[:, 0]), cdf(z[:, 1])
+        return out
+
+    n = 5
+    path = tmp_path / "manifold.png"
+    fig = plotting.manifold(decode, (2, 2), n=n, path=path)
+    _check_png(path, min_bytes=2000)
+    (z,) = seen
+    assert z.shape == (n * n, 2) and z.dtype == np.float64
+    m = np.asarray(_mosaic(fig))
+    assert m.shape == (3 * n - 1, 3 * n - 1)  # n x n tiles of 2 x 2 with 1 px gaps
+    tiles = np.pad(m, ((0, 1), (0, 1))).reshape(n, 3, n, 3)  # [tile row, y, tile col, x]
+    u = (np.arange(n) + 0.5) / n  # evenly spaced probabilities
+    np.testing.assert_allclose(tiles[0, 0, :, 0], u, atol=1e-12)  # z_1 grows to the right
+    np.testing.assert_allclose(tiles[:, 1, 0, 1], u[::-1], atol=1e-12)  # z_2 grows upwards
+
+
+def test_manifold_checks_the_decoder_output():
+    with pytest.raises(ValueError, match="returned 3 images for 9 latent points"):
+        plotting.manifold(lambda z: np.zeros((3, 4)), (2, 2), n=3)
+    with pytest.raises(ValueError, match=r"decode_fn\(z\) has shape \(9, 5\)"):
+        plotting.manifold(lambda z: np.zeros((len(z), 5)), (2, 2), n=3)
+    with pytest.raises(ValueError, match="n \\(grid size\\)"):
+        plotting.manifold(lambda z: z, (2, 2), n=0)
+
+
+def test_manifold_accepts_a_backend_decoder(bk):
+    def decode(z):
+        xp = backend.current().xp
+        zz = backend.asarray(z)
+        return xp.broadcast_to(xp.mean(zz, axis=1, keepdims=True) * 0.0 + 0.5, (zz.shape[0], 4))
+
+    fig = plotting.manifold(decode, (2, 2), n=3)
+    assert np.all(_mosaic(fig) == 0.5)
+
+
+# ---- learning_curves -------------------------------------------------------------------------
+
+def test_learning_curves(tmp_path):
+    e = np.arange(12)
+    history = {
+        "train_loss": list(100 / (1 + e)), "val_loss": list(110 / (1 + e)),
+        "train_rec": list(90 / (1 + e)), "train_kl": list(10 + 0 * e),
+        "val_rec": [None] * 11 + [9.0], "val_kl": [float("nan")] * 11 + [11.0],
+        "val_iwae": list(-50 + e), "config": "not a series",
+    }
+    path = tmp_path / "curves.png"
+    fig = plotting.learning_curves(history, path=path)
+    _check_png(path)
+    loss_ax, split_ax, other_ax = fig.axes
+    assert [l.get_label() for l in loss_ax.lines] == ["train_loss", "val_loss"]
+    assert [l.get_label() for l in split_ax.lines] == ["train_rec", "train_kl", "val_rec", "val_kl"]
+    assert [l.get_label() for l in other_ax.lines] == ["val_iwae"]
+    x, y = loss_ax.lines[1].get_data()
+    np.testing.assert_array_equal(x, np.arange(1, 13))  # epochs count from 1
+    np.testing.assert_allclose(y, history["val_loss"])
+    x, y = split_ax.lines[2].get_data()
+    assert list(x) == [12] and list(y) == [9.0]  # missing epochs are left out
+    assert split_ax.lines[0].get_color() == split_ax.lines[2].get_color()  # train/val rec paired
+    assert split_ax.lines[2].get_linestyle() == "--"
+
+
+def test_learning_curves_only_loss_and_bad_input():
+    fig = plotting.learning_curves({"train_loss": [3.0, 2.0, 1.5]})
+    assert len(fig.axes) == 1
+    with pytest.raises(ValueError, match="non-empty dict"):
+        plotting.learning_curves({})
+    with pytest.raises(ValueError, match="no numeric per-epoch lists"):
+        plotting.learning_curves({"note": "hello"})
