@@ -180,24 +180,37 @@ def using(name: str | None = None, *, dtype: str | None = None, device: Any = No
 def asarray(x, dtype=None):
     """Host data (lists, NumPy arrays, scalars) -> an array of the current backend.
 
-    Floating input is cast to the backend's dtype (or ``dtype`` if given); integer and
-    boolean input keeps its kind. Arrays already on the backend pass through unchanged
-    but for the dtype.
+    Floating input is cast to the backend's dtype (or ``dtype`` if given), integer input
+    to int64, boolean stays boolean. The same rule holds for arrays already on the
+    backend (so a NumPy float32 array gets the backend dtype on the NumPy backend as on
+    any other); they pass through without a copy when the dtype is already right.
     """
     b = current()
-    if dtype is None and not _is_backend_array(x, b):
-        host = np.asarray(x)
-        if host.dtype.kind in "fc":
-            dtype = b.dtype
-        elif host.dtype.kind in "iu":
-            dtype = b.xp.int64
-        elif host.dtype.kind == "b":
-            dtype = b.xp.bool
+    on_backend = _is_backend_array(x, b)
+    if dtype is None:
+        if on_backend:
+            xp = b.xp
+            if xp.isdtype(x.dtype, "real floating"):
+                dtype = b.dtype
+            elif xp.isdtype(x.dtype, "integral"):
+                dtype = xp.int64
+            elif xp.isdtype(x.dtype, ("bool", "complex floating")):
+                dtype = x.dtype
+            else:  # a NumPy array of strings or objects on the NumPy backend
+                raise TypeError(f"cannot make a numeric array from data of dtype {x.dtype}")
         else:
-            raise TypeError(f"cannot make a numeric array from data of dtype {host.dtype}")
-        return b.xp.asarray(host, dtype=dtype, device=b.device)
-    if _is_backend_array(x, b):
-        return x if dtype is None or x.dtype == dtype else b.xp.astype(x, dtype)
+            host = np.asarray(x)
+            if host.dtype.kind in "fc":
+                dtype = b.dtype
+            elif host.dtype.kind in "iu":
+                dtype = b.xp.int64
+            elif host.dtype.kind == "b":
+                dtype = b.xp.bool
+            else:
+                raise TypeError(f"cannot make a numeric array from data of dtype {host.dtype}")
+            return b.xp.asarray(host, dtype=dtype, device=b.device)
+    if on_backend:
+        return x if x.dtype == dtype else b.xp.astype(x, dtype)
     return b.xp.asarray(np.asarray(x), dtype=dtype, device=b.device)
 
 
@@ -214,15 +227,17 @@ def to_numpy(x) -> np.ndarray:
 
     The one explicit device -> host copy; everything the user sees goes through it.
     """
+    # Always a fresh copy, as CuPy's .get() is: a NumPy or CPU array_api_strict input
+    # must not alias the result, or an in-place update would change a "host copy".
     if isinstance(x, (np.ndarray, np.generic, int, float, bool, list, tuple)):
-        return np.asarray(x)
+        return np.array(x, copy=True)
     if array_api_compat.is_cupy_array(x):
         return x.get()
     if type(x).__module__.startswith("array_api_strict"):
         import array_api_strict
 
-        return np.asarray(x.to_device(array_api_strict.Device("CPU_DEVICE")))
-    return np.asarray(x)
+        return np.array(x.to_device(array_api_strict.Device("CPU_DEVICE")), copy=True)
+    return np.array(x, copy=True)
 
 
 def namespace(*arrays):

@@ -29,6 +29,17 @@ def _batch_size(x) -> int:
     return x.shape[0]
 
 
+def _check_broadcasts(logvar, shape) -> None:
+    """Raise ValueError unless logvar broadcasts to ``shape`` without growing it."""
+    s = logvar.shape
+    if len(s) > len(shape) or any(a not in (1, b) for a, b in zip(s[::-1], shape[::-1])):
+        raise ValueError(
+            f"logvar of shape {s} does not broadcast to x's shape {shape}; pass logvar "
+            f"of shape {shape} (per entry), {tuple(shape[-1:])} (per dimension) "
+            "or () (one shared variance)"
+        )
+
+
 def bernoulli_nll(logits, x, check: bool = True):
     """Negative log-likelihood of x under Bernoulli(sigmoid(logits)), from logits.
 
@@ -46,11 +57,12 @@ def bernoulli_nll(logits, x, check: bool = True):
     """
     if check:
         check_same_shape(logits, x, "logits", "x")
+    N = _batch_size(logits)  # before the range check: the min of an empty array fails
+    if check:
         check_finite(x, "x")
         check_finite(logits, "logits")
         check_unit_interval(x, "x")
     xp = array_namespace(logits)
-    N = _batch_size(logits)
     value = xp.sum(softplus(logits) - x * logits) / N
     dlogits = (sigmoid(logits) - x) / N
     return value, dlogits
@@ -73,10 +85,12 @@ def gaussian_nll(x, mu, logvar, check: bool = True):
     """
     if check:
         check_same_shape(mu, x, "mu", "x")
+        _check_broadcasts(logvar, x.shape)
+    N = _batch_size(x)
+    if check:
         for a, name in ((x, "x"), (mu, "mu"), (logvar, "logvar")):
             check_finite(a, name)
     xp = array_namespace(x, mu, logvar)
-    N = _batch_size(x)
     inv_var = xp.exp(-logvar)
     diff = x - mu
     sq = diff * diff * inv_var  # (x - mu)^2 / sigma^2

@@ -21,6 +21,10 @@ def _check_keys(params: dict, grads: dict) -> None:
         raise KeyError(f"params and grads must have the same names; these differ: {missing}")
 
 
+def _copy(a):
+    return array_namespace(a).asarray(a, copy=True)
+
+
 class Optimizer:
     """Base class. Subclasses implement ``_update(name, p, g)`` and list their
     per-parameter state buffers in ``slots``."""
@@ -48,10 +52,13 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self) -> dict:
-        """Flat dict: "t", "lr", and "<slot>/<param name>" -> array."""
+        """Flat dict: "t", "lr", and "<slot>/<param name>" -> array.
+
+        The arrays are copies (a snapshot): later steps, which update the state in
+        place, do not change a state dict already taken."""
         out = {"t": self.t, "lr": self.lr}
         for s in self.slots:
-            out.update({f"{s}/{name}": a for name, a in self.state[s].items()})
+            out.update({f"{s}/{name}": _copy(a) for name, a in self.state[s].items()})
         return out
 
     def load_state_dict(self, state: dict, asarray=None) -> None:
@@ -67,7 +74,7 @@ class Optimizer:
                 s, name = key.split("/", 1)
                 if s not in self.state:
                     raise KeyError(f"optimizer state has unknown slot {s!r} for {type(self).__name__}")
-                self.state[s][name] = asarray(a)
+                self.state[s][name] = _copy(asarray(a))  # own buffers: steps update in place
 
 
 class SGD(Optimizer):

@@ -14,6 +14,7 @@ from scratchvae.optim import Adam
 DECODERS = [
     pytest.param(("bernoulli", "learned"), id="bernoulli"),
     pytest.param(("gaussian", "learned"), id="gaussian-learned-var"),
+    pytest.param(("gaussian", "isotropic"), id="gaussian-isotropic-var"),
     pytest.param(("gaussian", -1.0), id="gaussian-fixed-var"),
 ]
 
@@ -39,7 +40,7 @@ def test_full_gradient_matches_central_differences(bk64, decoder, L):
         lambda **_: m.loss_and_grads(x, n_samples=L, eps=eps)[0], m.params, analytic, order=4, h=1e-3
     )
     assert report.max_error < 1e-7, str(report)
-    assert len(report.checks) == len(m.params) == 14 + (likelihood == "gaussian" and logvar == "learned")
+    assert len(report.checks) == len(m.params) == 14 + (likelihood == "gaussian" and isinstance(logvar, str))
 
 
 def test_gradient_with_kl_weight(bk64):
@@ -52,6 +53,20 @@ def test_gradient_with_kl_weight(bk64):
     report = gradcheck.check_function(
         lambda **_: m.loss_and_grads(x, n_samples=2, eps=eps, beta=0.3)[0], m.params, analytic,
         order=4, h=1e-3)
+    assert report.max_error < 1e-7, str(report)
+
+
+def test_linear_vae_gradient(bk64):
+    """No hidden layers: linear encoder and decoder (the probabilistic-PCA case)."""
+    m = VAE(5, hidden=(), z_dim=2, likelihood="gaussian", decoder_logvar="isotropic", seed=0)
+    rng = backend.RNG(5)
+    x, eps = rng.normal((6, 5)), rng.normal((1, 6, 2))
+    m.loss_and_grads(x, eps=eps)
+    analytic = {k: bk64.xp.asarray(v, copy=True) for k, v in m.grads.items()}
+    assert sorted(analytic) == ["dec.logvar", "dec.out.W", "dec.out.b", "enc.logvar.W", "enc.logvar.b",
+                                "enc.mu.W", "enc.mu.b"]
+    report = gradcheck.check_function(lambda **_: m.loss_and_grads(x, eps=eps)[0], m.params, analytic,
+                                      order=4, h=1e-3)
     assert report.max_error < 1e-7, str(report)
 
 

@@ -48,7 +48,9 @@ class VAE:
     - likelihood: "bernoulli" (decoder outputs logits; x in [0, 1]) or "gaussian"
       (decoder outputs the mean).
     - decoder_logvar: Gaussian only. "learned" for a learned per-dimension log-variance
-      (parameter "dec.logvar", shape (D,)), or a number for a fixed log sigma^2.
+      (parameter "dec.logvar", shape (D,)); "isotropic" for one learned log sigma^2
+      shared by all dimensions (shape (1,); with no hidden layers this is probabilistic
+      PCA's noise model); or a number for a fixed log sigma^2.
     - activation: hidden activation name (see scratchvae.layers.activation).
     - seed: seeds the initial weights and the model's noise (``self.rng``).
 
@@ -61,12 +63,13 @@ class VAE:
                  activation: str = "relu", seed: int = 0, decoder_logvar="learned"):
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"unknown likelihood {likelihood!r}: choose 'bernoulli' or 'gaussian'")
-        if decoder_logvar != "learned" and not isinstance(decoder_logvar, (int, float)):
-            raise ValueError(f"decoder_logvar must be 'learned' or a number, got {decoder_logvar!r}")
+        learned = decoder_logvar in ("learned", "isotropic")
+        if not learned and not isinstance(decoder_logvar, (int, float)):
+            raise ValueError(f"decoder_logvar must be 'learned', 'isotropic' or a number, got {decoder_logvar!r}")
         hidden = tuple(int(h) for h in hidden)
         self.config = dict(x_dim=int(x_dim), hidden=list(hidden), z_dim=int(z_dim),
                            likelihood=likelihood, activation=activation, seed=int(seed),
-                           decoder_logvar=decoder_logvar if decoder_logvar == "learned" else float(decoder_logvar))
+                           decoder_logvar=decoder_logvar if learned else float(decoder_logvar))
         self.x_dim, self.z_dim, self.likelihood = int(x_dim), int(z_dim), likelihood
         self.rng = backend.RNG(seed)
         init = "he" if activation.lower() in ("relu", "leaky_relu") else "glorot"
@@ -86,11 +89,12 @@ class VAE:
         self.dec_body = body(dec_sizes)
         self.dec_out = Dense(dec_sizes[-1], self.x_dim, rng=self.rng)
         xp, b = backend.current().xp, backend.current()
-        self.learn_logvar = likelihood == "gaussian" and decoder_logvar == "learned"
+        self.learn_logvar = likelihood == "gaussian" and learned
         self._extra_params, self._extra_grads = {}, {}
         if self.learn_logvar:
-            self._extra_params["dec.logvar"] = xp.zeros((self.x_dim,), dtype=b.dtype, device=b.device)
-            self._extra_grads["dec.logvar"] = xp.zeros((self.x_dim,), dtype=b.dtype, device=b.device)
+            shape = (self.x_dim,) if decoder_logvar == "learned" else (1,)
+            self._extra_params["dec.logvar"] = xp.zeros(shape, dtype=b.dtype, device=b.device)
+            self._extra_grads["dec.logvar"] = xp.zeros(shape, dtype=b.dtype, device=b.device)
         elif likelihood == "gaussian":
             self.fixed_logvar = xp.asarray(float(decoder_logvar), dtype=b.dtype, device=b.device)
 

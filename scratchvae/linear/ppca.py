@@ -1,0 +1,316 @@
+"""Probabilistic PCA (Tipping & Bishop 1999): closed-form maximum likelihood, and EM.
+
+The model, for x: (p,) and a latent z: (q,), q < p:
+
+    z ~ N(0, I_q),   x | z ~ N(W z + mu, sigma^2 I_p)   =>   x ~ N(mu, C),  C = W W' + sigma^2 I.   (1)
+
+Log-likelihood of one example, with M = W'W + sigma^2 I_q (q, q) and xc = x - mu
+(Woodbury: C^-1 = (I - W M^-1 W') / sigma^2; determinant lemma: |C| = sigma^{2(p-q)} |M|):
+
+    log p(x) = -1/2 [ p log 2pi + (p - q) log sigma^2 + log|M| + (xc'xc - xc'W M^-1 W'xc) / sigma^2 ]   (2)
+
+Closed form (Tipping & Bishop eqs. 7-8): with S = Xc'Xc / N (the ML covariance), its
+eigenvalues lambda_1 >= ... >= lambda_p and eigenvectors U,
+
+    mu = mean,   sigma^2 = mean(lambda_{q+1..p}),   W = U_q (Lambda_q - sigma^2 I)^{1/2} R   (R = I here).   (3)
+
+Posterior of z given x (Tipping & Bishop eq. 6):
+
+    q(z_n) = p(z_n | x_n) = N(m_n, S),   m_n = M^-1 W' xc_n,   S = sigma^2 M^-1.       (4)
+
+EM as coordinate ascent on the ELBO (Neal & Hinton 1998). For q(z_n) = N(m_n, S),
+with E[z z'] summed over n:  Ezz = N S + sum_n m_n m_n',
+
+    L(W, sigma^2, q) = sum_n E_q[log p(x_n | z_n) + log p(z_n)] + H[q(z_n)]
+      = -N p/2 log(2 pi sigma^2) - (sum_n ||xc_n||^2 - 2 sum_n m_n'W'xc_n + tr(W'W Ezz)) / (2 sigma^2)
+        - N q/2 log 2pi - tr(Ezz)/2 + N q/2 (1 + log 2pi) + N/2 log|S|,               (5)
+
+and log p(X) = L + sum_n KL(q(z_n) || p(z_n | x_n)). The E-step sets q by (4) (the gap
+closes); the M-step maximizes (5) over W then sigma^2 (Bishop PRML eqs. 12.56-12.57):
+
+    W_new = [sum_n xc_n m_n'] Ezz^-1,                                                (6)
+    sigma^2_new = (sum_n ||xc_n||^2 - 2 sum_n m_n'W_new'xc_n + tr(W_new'W_new Ezz)) / (N p).   (7)
+
+mu is the sample mean in both methods (its ML value does not depend on W, sigma^2).
+
+EM converges linearly, and slowly when the noise is small: near the optimum the length
+of W along the i-th eigenvector contracts its error by about 1 - 2 sigma^2 / lambda_i
+per iteration, so for lambda_i / sigma^2 = 300 it takes thousands of iterations, while
+the log-likelihood, flat to second order there, already agrees to 1e-12. The subspace
+itself converges fast (Roweis 1998).
+All log-likelihoods and ELBOs reported here are per-example MEANS (nats per example), as
+``score`` is in scikit-learn.
+"""
+
+from __future__ import annotations
+
+import math
+
+from array_api_compat import array_namespace
+
+from .. import backend
+from ..checks import check_columns
+from .pca import as_data, fix_signs
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def ppca_log_likelihood(Xc, W, sigma2):
+    """Per-example log-likelihood under PPCA, eq. (2), and the posterior means, eq. (4).
+
+    Inputs:
+    - Xc: (N, p) centred data x - mu.
+    - W: (p, q) loadings.
+    - sigma2: 0-d noise variance sigma^2 > 0.
+    Returns:
+    - logp: (N,) log p(x_n).
+    - m: (N, q) posterior means E[z_n | x_n].
+    - M: (q, q) W'W + sigma^2 I.
+    """
+    xp = array_namespace(Xc, W)
+    p, q = W.shape
+    M = W.T @ W + sigma2 * xp.eye(q, dtype=W.dtype, device=W.device)
+    XW = Xc @ W                                            # (N, q) rows W'xc_n
+    m = xp.linalg.solve(M, XW.T).T                         # m_n = M^-1 W'xc_n
+    _, logdetM = xp.linalg.slogdet(M)
+    quad = (xp.sum(Xc * Xc, axis=1) - xp.sum(XW * m, axis=1)) / sigma2  # xc'C^-1 xc
+    logp = -0.5 * (p * LOG_2PI + (p - q) * xp.log(sigma2) + logdetM + quad)
+    return logp, m, M
+
+
+def ppca_elbo(Xc, W, sigma2, m, S):
+    """The ELBO (5) per example, for q(z_n) = N(m_n, S) and parameters (W, sigma^2).
+
+    Inputs:
+    - Xc: (N, p) centred data.
+    - W: (p, q), sigma2: 0-d.
+    - m: (N, q) means of q(z_n); S: (q, q) their shared covariance.
+    Returns:
+    - 0-d array, L / N. Equals the mean log-likelihood when q is the exact posterior (4).
+    """
+    xp = array_namespace(Xc, W)
+    N, p = Xc.shape
+    q = W.shape[1]
+    Ezz = N * S + m.T @ m                                  # sum_n E[z_n z_n']
+    A = xp.sum(Xc * Xc)                                    # sum_n ||xc_n||^2
+    B = xp.sum((Xc @ W) * m)                               # sum_n m_n'W'xc_n
+    Ctr = xp.sum((W.T @ W) * Ezz)                          # tr(W'W Ezz)
+    _, logdetS = xp.linalg.slogdet(S)
+    e_loglik = -0.5 * N * p * (LOG_2PI + xp.log(sigma2)) - (A - 2.0 * B + Ctr) / (2.0 * sigma2)
+    e_logprior = -0.5 * N * q * LOG_2PI - 0.5 * xp.sum(xp.linalg.diagonal(Ezz))
+    entropy = 0.5 * N * q * (1.0 + LOG_2PI) + 0.5 * N * logdetS
+    return (e_loglik + e_logprior + entropy) / N
+
+
+class PPCA:
+    """Probabilistic PCA, fitted in closed form (3) or by EM (4)-(7).
+
+    >>> model = PPCA(2).fit(X)                  # closed form
+    >>> em = PPCA(2, method="em", seed=0).fit(X)
+    >>> em.score(X)                             # mean log-likelihood per example
+    >>> m, S = em.posterior(X)                  # (N, 2), (2, 2)
+
+    Inputs (constructor):
+    - n_components: q, 1 <= q < p and q < N.
+    - method: "closed_form" or "em".
+    - max_iter: EM iterations at most (default 1000).
+    - tol: EM stops when the relative change of the mean log-likelihood over one
+      iteration is <= tol (default 1e-10).
+    - seed: seeds the random initial W for EM (W0 ~ N(0, var) entries, sigma^2_0 = the
+      mean data variance), unless W_init / noise_variance_init are given.
+
+    Attributes after fit (backend arrays): mean_ (p,), W_ (p, q), noise_variance_ (0-d,
+    sigma^2), components_ (q, p) orthonormal rows spanning W's columns; for EM also
+    n_iter_, converged_. history_ is a dict of lists, per-example means:
+    "log_likelihood" and "elbo" after every half-step, and "step" ("E" or "M"; a single
+    "closed_form" entry for the closed form).
+
+    Degenerate data (all of it within a q-dimensional affine subspace) give sigma^2 = 0
+    and an unbounded likelihood: fit raises ValueError rather than return NaN.
+    """
+
+    METHODS = ("closed_form", "em")
+
+    def __init__(self, n_components: int, method: str = "closed_form", max_iter: int = 1000,
+                 tol: float = 1e-10, seed: int | None = 0, W_init=None, noise_variance_init=None):
+        if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
+            raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+        if method not in self.METHODS:
+            raise ValueError(f"method must be 'closed_form' or 'em', got {method!r}")
+        if max_iter < 1:
+            raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+        self.n_components, self.method = n_components, method
+        self.max_iter, self.tol, self.seed = max_iter, tol, seed
+        self.W_init, self.noise_variance_init = W_init, noise_variance_init
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X):
+        """Fit mu, W, sigma^2 by maximum likelihood.
+
+        Inputs:
+        - X: (N, p) data, host or backend array.
+        Returns:
+        - self.
+        """
+        X = as_data(X)
+        xp = array_namespace(X)
+        N, p = X.shape
+        q = self.n_components
+        if q >= p:
+            raise ValueError(f"PPCA needs n_components < n_features (q={q}, p={p}): with q = p "
+                             "there is no discarded direction to estimate sigma^2 from")
+        if q >= N:
+            raise ValueError(f"n_components={q} must be less than n_samples={N}: with N examples "
+                             f"the data span at most N - 1 = {N - 1} directions")
+        self.mean_ = xp.mean(X, axis=0)
+        Xc = X - self.mean_
+        # scale for the degeneracy check: sigma^2 below this is rounding noise
+        self._sigma2_floor = 10.0 * xp.finfo(X.dtype).eps * p * float(xp.sum(Xc * Xc)) / (N * p)
+        self.n_features_in_ = p
+        if self.method == "closed_form":
+            self._fit_closed_form(Xc)
+        else:
+            self._fit_em(Xc)
+        U = xp.linalg.svd(self.W_, full_matrices=False)[0]  # orthonormal basis of span(W)
+        self.components_ = fix_signs(U.T)                   # (q, p)
+        return self
+
+    def _check_sigma2(self, sigma2):
+        if not float(sigma2) > self._sigma2_floor:
+            raise ValueError(
+                f"sigma^2 = {float(sigma2):.3g}: the data lie (up to rounding) in an affine "
+                f"subspace of dimension <= n_components={self.n_components}, so the PPCA "
+                "likelihood is unbounded; use fewer components (or PCA)"
+            )
+
+    def _fit_closed_form(self, Xc):
+        xp = array_namespace(Xc)
+        N, p = Xc.shape
+        q = self.n_components
+        S = Xc.T @ Xc / N                                  # ML covariance (1/N)
+        lam, U = xp.linalg.eigh(S)                         # ascending
+        lam, U = xp.flip(lam), xp.flip(U, axis=1)          # descending
+        sigma2 = xp.mean(lam[q:])                          # eq. (3): mean discarded eigenvalue
+        self._check_sigma2(sigma2)
+        Uq = fix_signs(U[:, :q].T).T                       # (p, q)
+        scale = xp.sqrt(xp.clip(lam[:q] - sigma2, 0.0, None))  # (Lambda_q - sigma^2 I)^{1/2}
+        self.W_ = Uq * scale[None, :]                      # R = I
+        self.noise_variance_ = sigma2
+        logp, m, M = ppca_log_likelihood(Xc, self.W_, sigma2)
+        ll = xp.mean(logp)
+        elbo = ppca_elbo(Xc, self.W_, sigma2, m, sigma2 * xp.linalg.inv(M))
+        self.history_ = {"log_likelihood": [float(ll)], "elbo": [float(elbo)],
+                         "step": ["closed_form"]}
+        self.n_iter_, self.converged_ = 0, True
+
+    def _init_em(self, Xc):
+        xp = array_namespace(Xc)
+        N, p = Xc.shape
+        q = self.n_components
+        var = xp.sum(Xc * Xc) / (N * p)                    # mean data variance
+        if self.W_init is not None:
+            W = backend.asarray(self.W_init, dtype=Xc.dtype)
+            if W.shape != (p, q):
+                raise ValueError(f"W_init must have shape (p, q) = {(p, q)}, got {W.shape}")
+        else:
+            W = backend.RNG(self.seed).normal((p, q)) * xp.sqrt(var)
+            W = xp.astype(W, Xc.dtype)
+        if self.noise_variance_init is not None:
+            sigma2 = backend.asarray(float(self.noise_variance_init), dtype=Xc.dtype)
+            if not float(sigma2) > 0:
+                raise ValueError(f"noise_variance_init must be > 0, got {self.noise_variance_init}")
+        else:
+            sigma2 = var
+        return W, sigma2
+
+    def _fit_em(self, Xc):
+        xp = array_namespace(Xc)
+        N, p = Xc.shape
+        q = self.n_components
+        W, sigma2 = self._init_em(Xc)
+        hist = {"log_likelihood": [], "elbo": [], "step": []}
+        logp, m, M = ppca_log_likelihood(Xc, W, sigma2)
+        ll = float(xp.mean(logp))
+        self.converged_ = False
+        for it in range(1, self.max_iter + 1):
+            # E-step: q(z_n) = p(z_n | x_n) = N(m_n, S), eq. (4); the ELBO now equals log p(X)
+            S = sigma2 * xp.linalg.inv(M)                  # S = sigma^2 M^-1
+            hist["log_likelihood"].append(ll)
+            hist["elbo"].append(float(ppca_elbo(Xc, W, sigma2, m, S)))
+            hist["step"].append("E")
+
+            # M-step: maximize the ELBO (5) over W, then sigma^2, eqs. (6)-(7)
+            Ezz = N * S + m.T @ m                          # sum_n E[z_n z_n']
+            XcTm = Xc.T @ m                                # sum_n xc_n m_n'  (p, q)
+            W = xp.linalg.solve(Ezz, XcTm.T).T             # eq. (6): XcTm Ezz^-1 (Ezz symmetric)
+            sigma2 = (xp.sum(Xc * Xc) - 2.0 * xp.sum((Xc @ W) * m)
+                      + xp.sum((W.T @ W) * Ezz)) / (N * p)  # eq. (7)
+            self._check_sigma2(sigma2)
+            m_old = m
+            logp, m, M = ppca_log_likelihood(Xc, W, sigma2)  # new parameters, next posterior
+            ll_old, ll = ll, float(xp.mean(logp))
+            hist["log_likelihood"].append(ll)
+            hist["elbo"].append(float(ppca_elbo(Xc, W, sigma2, m_old, S)))  # old q, new theta
+            hist["step"].append("M")
+            if not math.isfinite(ll):
+                raise ValueError("PPCA EM produced a non-finite log-likelihood; check the data scale")
+            if abs(ll - ll_old) <= self.tol * abs(ll_old):
+                self.converged_ = True
+                break
+        self.W_, self.noise_variance_ = W, sigma2
+        self.n_iter_ = it
+        self.history_ = hist
+
+    # ------------------------------------------------------------------ using the model
+    def _centred(self, X):
+        if not hasattr(self, "W_"):
+            raise ValueError("this PPCA is not fitted yet: call fit(X) first")
+        X = as_data(X)
+        check_columns(X, self.n_features_in_, "X", "this fitted PPCA")
+        return X - self.mean_
+
+    def score_samples(self, X):
+        """log p(x_n) under the fitted model, eq. (2).
+
+        Inputs:
+        - X: (N, p).
+        Returns:
+        - logp: (N,).
+        """
+        return ppca_log_likelihood(self._centred(X), self.W_, self.noise_variance_)[0]
+
+    def score(self, X):
+        """Mean log-likelihood per example (0-d array), as scikit-learn's PCA.score."""
+        logp = self.score_samples(X)
+        return array_namespace(logp).mean(logp)
+
+    def posterior(self, X):
+        """Posterior of z given x, eq. (4): q(z_n) = N(m_n, S).
+
+        Inputs:
+        - X: (N, p).
+        Returns:
+        - m: (N, q) posterior means M^-1 W'(x_n - mu).
+        - S: (q, q) the posterior covariance sigma^2 M^-1 (the same for every n).
+        """
+        _, m, M = ppca_log_likelihood(self._centred(X), self.W_, self.noise_variance_)
+        return m, self.noise_variance_ * array_namespace(M).linalg.inv(M)
+
+    def transform(self, X):
+        """The posterior means E[z | x]: (N, q)."""
+        return self.posterior(X)[0]
+
+    def sample(self, n: int, seed: int | None = 0):
+        """Draw n examples from the model (1): x = W z + mu + sigma eps.
+
+        Returns:
+        - X: (n, p).
+        """
+        if not hasattr(self, "W_"):
+            raise ValueError("this PPCA is not fitted yet: call fit(X) first")
+        xp = array_namespace(self.W_)
+        rng = backend.RNG(seed)
+        p, q = self.W_.shape
+        z = xp.astype(rng.normal((n, q)), self.W_.dtype)
+        eps = xp.astype(rng.normal((n, p)), self.W_.dtype)
+        return z @ self.W_.T + self.mean_ + xp.sqrt(self.noise_variance_) * eps

@@ -1,0 +1,342 @@
+"""Gaussian mixture fitted by EM (Dempster, Laird & Rubin 1977; Bishop PRML sec. 9.2).
+
+The model: p(x) = sum_k pi_k N(x | mu_k, Sigma_k), k = 1..K. With responsibilities
+r_nk = q(z_n = k), EM is coordinate ascent on the ELBO (Neal & Hinton 1998)
+
+    L(theta, r) = sum_n sum_k r_nk [log pi_k + log N(x_n | mu_k, Sigma_k) - log r_nk],   (1)
+    log p(X | theta) = L(theta, r) + sum_n KL(r_n || p(z_n | x_n, theta)).               (2)
+
+E-step (PRML 9.23): r_nk = p(z_n = k | x_n), computed in logs with a stable log-sum-exp,
+
+    log r_nk = log pi_k + log N(x_n | mu_k, Sigma_k) - logsumexp_j [log pi_j + log N(x_n | mu_j, Sigma_j)];   (3)
+
+after it the KL in (2) is 0, so L = log p(X).
+M-step (PRML 9.24-9.27): maximize (1) over theta with r fixed,
+
+    N_k = sum_n r_nk,  pi_k = N_k / N,  mu_k = sum_n r_nk x_n / N_k,                     (4)
+    Sigma_k = sum_n r_nk (x_n - mu_k)(x_n - mu_k)' / N_k + reg_covar I.                 (5)
+
+reg_covar (default 1e-6, scikit-learn's convention) is a covariance floor: a component
+that collapses onto one point keeps a finite density instead of a singular covariance.
+It makes (5) the maximizer only up to O(reg_covar^2), which is far below rounding for
+data of unit scale. A covariance whose variance in some direction falls below
+eps(dtype) * (mean data variance) counts as singular: fit raises ValueError (raise
+reg_covar or rescale the data) instead of returning an unbounded log-likelihood or NaN.
+With reg_covar = 0 that is what a collapse onto one point gives.
+
+covariance_type: "full" Sigma_k (K, D, D); "diag" Sigma_k = diag(s_k), covariances (K, D);
+"spherical" Sigma_k = s_k I, covariances (K,) (s_k = the mean of the diagonal of (5)).
+All log-likelihoods and ELBOs reported are per-example MEANS (nats per example), as
+``score`` is.
+"""
+
+from __future__ import annotations
+
+import math
+
+from array_api_compat import array_namespace
+
+from .. import backend
+from ..arrays import logsumexp
+from ..checks import check_columns, check_finite
+from ..linear.pca import as_data
+from .kmeans import kmeans, kmeans_plusplus, one_hot, sq_distances
+
+LOG_2PI = math.log(2.0 * math.pi)
+COVARIANCE_TYPES = ("full", "diag", "spherical")
+INITS = ("k-means++", "kmeans", "random")
+
+
+def _singular(k_hint: str):
+    return ValueError(
+        f"the covariance of {k_hint} is singular (a component collapsed onto too few "
+        "points): set reg_covar > 0 (e.g. the default 1e-6), use fewer components, or "
+        "a 'diag'/'spherical' covariance"
+    )
+
+
+def cholesky_factors(covariances, covariance_type: str, floor: float = 0.0):
+    """What the density needs from the covariances, checked positive definite.
+
+    Inputs:
+    - covariances: (K, D, D) full, (K, D) diag or (K,) spherical.
+    - floor: variances at or below it count as singular (for full covariances the
+      squared Cholesky pivots L_ii^2 are compared, each >= the smallest eigenvalue).
+    Returns:
+    - full: L (K, D, D) lower Cholesky factors, Sigma_k = L_k L_k'.
+      diag/spherical: the variances themselves.
+    Raises ValueError if a covariance is singular or not positive definite.
+    """
+    xp = array_namespace(covariances)
+    if covariance_type == "full":
+        try:
+            L = xp.linalg.cholesky(covariances)
+        except ValueError:  # numpy's LinAlgError is a ValueError
+            raise _singular("a component") from None
+        diag = xp.linalg.diagonal(L)
+        if not bool(xp.all(xp.isfinite(L))) or not bool(xp.all(diag * diag > floor)):  # CuPy: NaN
+            raise _singular("a component")
+        return L
+    if not bool(xp.all(covariances > floor)):
+        raise _singular("a component")
+    return covariances
+
+
+def log_gaussian(X, means, factors, covariance_type: str):
+    """log N(x_n | mu_k, Sigma_k) for every example and component.
+
+    log N = -1/2 [D log 2pi + log|Sigma_k| + (x - mu_k)' Sigma_k^-1 (x - mu_k)],
+    with Sigma = L L':  log|Sigma| = 2 sum_i log L_ii,  the quadratic form = ||L^-1 (x - mu)||^2.
+
+    Inputs:
+    - X: (N, D); means: (K, D); factors: from cholesky_factors.
+    Returns:
+    - logN: (N, K).
+    """
+    xp = array_namespace(X, means)
+    D = X.shape[1]
+    diff = X[None, :, :] - means[:, None, :]                          # (K, N, D)
+    if covariance_type == "full":
+        K = means.shape[0]
+        eye = xp.broadcast_to(xp.eye(D, dtype=X.dtype, device=X.device), (K, D, D))
+        Linv = xp.linalg.solve(factors, eye)                          # L_k^-1
+        Y = diff @ xp.matrix_transpose(Linv)                          # rows (L^-1 (x - mu))'
+        quad = xp.sum(Y * Y, axis=2)                                  # (K, N)
+        logdet = 2.0 * xp.sum(xp.log(xp.linalg.diagonal(factors)), axis=1)
+    elif covariance_type == "diag":
+        quad = xp.sum(diff * diff / factors[:, None, :], axis=2)
+        logdet = xp.sum(xp.log(factors), axis=1)
+    else:  # spherical
+        quad = xp.sum(diff * diff, axis=2) / factors[:, None]
+        logdet = D * xp.log(factors)
+    return (-0.5 * (D * LOG_2PI + logdet[:, None] + quad)).T          # (N, K)
+
+
+def m_step(X, resp, covariance_type: str, reg_covar: float):
+    """Closed-form M-step, eqs. (4)-(5).
+
+    Inputs:
+    - X: (N, D) data; resp: (N, K) responsibilities, rows summing to 1.
+    Returns:
+    - weights: (K,) pi_k; means: (K, D) mu_k; covariances: (K, D, D), (K, D) or (K,).
+    """
+    xp = array_namespace(X, resp)
+    D = X.shape[1]
+    nk = xp.sum(resp, axis=0) + 10.0 * xp.finfo(X.dtype).eps         # N_k (> 0: an empty component stays finite)
+    weights = nk / xp.sum(nk)                                         # pi_k = N_k / N
+    means = (resp.T @ X) / nk[:, None]                                # mu_k = sum_n r_nk x_n / N_k
+    diff = X[None, :, :] - means[:, None, :]                          # (K, N, D)
+    rk = resp.T[:, :, None]                                           # (K, N, 1)
+    if covariance_type == "full":
+        eye = xp.eye(D, dtype=X.dtype, device=X.device)
+        cov = xp.matrix_transpose(rk * diff) @ diff / nk[:, None, None]  # sum_n r (x - mu)(x - mu)' / N_k
+        return weights, means, cov + reg_covar * eye
+    var = xp.sum(rk * diff * diff, axis=1) / nk[:, None] + reg_covar  # diagonal of (5)
+    if covariance_type == "diag":
+        return weights, means, var
+    return weights, means, xp.mean(var, axis=1)                       # spherical
+
+
+def elbo(log_resp, log_joint):
+    """The ELBO (1) per example: mean_n sum_k r_nk [log_joint_nk - log r_nk].
+
+    Inputs:
+    - log_resp: (N, K) log r_nk (finite: r_nk = 0 would need 0 log 0 = 0, and (3) never
+      gives exactly 0 in logs).
+    - log_joint: (N, K) log pi_k + log N(x_n | mu_k, Sigma_k).
+    Returns:
+    - 0-d array.
+    """
+    xp = array_namespace(log_resp, log_joint)
+    resp = xp.exp(log_resp)
+    return xp.sum(resp * (log_joint - log_resp)) / log_resp.shape[0]
+
+
+class GaussianMixture:
+    """A mixture of K Gaussians fitted by EM.
+
+    >>> gmm = GaussianMixture(3, covariance_type="full", seed=0).fit(X)   # X: (N, D)
+    >>> gmm.predict(X)              # (N,) most probable component
+    >>> gmm.score(X)                # mean log-likelihood per example
+    >>> gmm.history_["elbo"]        # after every E- and M-step
+
+    Inputs (constructor):
+    - n_components: K.
+    - covariance_type: "full", "diag" or "spherical".
+    - reg_covar: added to the covariance diagonals in every M-step (default 1e-6).
+    - max_iter: EM iterations (one E-step + one M-step each) at most, default 200.
+    - tol: stop when the relative change of the mean log-likelihood over an iteration
+      is <= tol (default 1e-8).
+    - init: "k-means++" (default; seeds by k-means++, then each point to its nearest
+      seed), "kmeans" (Lloyd's k-means from those seeds) or "random" (random
+      responsibilities). fit(X, init_resp=R) starts from given responsibilities instead.
+    - seed: seeds the initialization.
+
+    Attributes after fit (backend arrays): weights_ (K,), means_ (K, D), covariances_
+    ((K, D, D) / (K, D) / (K,)), n_iter_, converged_, and history_: a dict of lists of
+    per-example means, "log_likelihood" and "elbo" after every half-step, with "step"
+    saying which ("E" or "M"). The E-step entry of an iteration is computed with the
+    parameters of the previous M-step; the M-step entry uses the new parameters and the
+    E-step's responsibilities.
+    """
+
+    def __init__(self, n_components: int, covariance_type: str = "full", reg_covar: float = 1e-6,
+                 max_iter: int = 200, tol: float = 1e-8, init: str = "k-means++",
+                 seed: int | None = 0):
+        if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
+            raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+        if covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if not reg_covar >= 0:
+            raise ValueError(f"reg_covar must be >= 0, got {reg_covar}")
+        if max_iter < 1:
+            raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+        self.n_components, self.covariance_type = n_components, covariance_type
+        self.reg_covar, self.max_iter, self.tol = reg_covar, max_iter, tol
+        self.init, self.seed = init, seed
+
+    # ------------------------------------------------------------------ initialization
+    def initial_responsibilities(self, X):
+        """Responsibilities (N, K) that start EM, from ``init`` and ``seed``."""
+        xp = array_namespace(X)
+        K = self.n_components
+        rng = backend.RNG(self.seed)
+        if self.init == "k-means++":
+            centers, _ = kmeans_plusplus(X, K, rng)
+            labels = xp.argmin(sq_distances(X, centers), axis=1)
+            return one_hot(labels, K, X.dtype)
+        if self.init == "kmeans":
+            _, labels, _ = kmeans(X, K, seed=self.seed)
+            return one_hot(labels, K, X.dtype)
+        R = xp.astype(rng.uniform((X.shape[0], K)), X.dtype)
+        return R / xp.sum(R, axis=1, keepdims=True)
+
+    def _check_resp(self, R, X):
+        xp = array_namespace(X)
+        R = backend.asarray(R, dtype=X.dtype)
+        if R.shape != (X.shape[0], self.n_components):
+            raise ValueError(f"init_resp must have shape (N, K) = {(X.shape[0], self.n_components)}, "
+                             f"got {R.shape}")
+        check_finite(R, "init_resp")
+        rowsum = xp.sum(R, axis=1)
+        if not bool(xp.all(R >= 0)) or float(xp.max(xp.abs(rowsum - 1.0))) > 1e-4:
+            raise ValueError("init_resp must be nonnegative with rows summing to 1 "
+                             "(r_nk = q(z_n = k)); normalize each row")
+        return R / rowsum[:, None]
+
+    # ------------------------------------------------------------------ EM
+    def _set_params(self, weights, means, covariances):
+        self.weights_, self.means_, self.covariances_ = weights, means, covariances
+        self._factors = cholesky_factors(covariances, self.covariance_type, self._var_floor)
+
+    def _log_joint(self, X):
+        """log pi_k + log N(x_n | mu_k, Sigma_k): (N, K)."""
+        xp = array_namespace(X)
+        return log_gaussian(X, self.means_, self._factors, self.covariance_type) + xp.log(self.weights_)
+
+    def fit(self, X, init_resp=None):
+        """Fit weights, means and covariances by EM.
+
+        Inputs:
+        - X: (N, D) data (host or backend array), N >= n_components.
+        - init_resp: optional (N, K) responsibilities to start from (the first M-step
+          uses them); otherwise ``init`` decides.
+        Returns:
+        - self.
+        """
+        X = as_data(X)
+        xp = array_namespace(X)
+        N, D = X.shape
+        K = self.n_components
+        if K > N:
+            raise ValueError(f"n_components={K} is more than n_samples={N}: every component "
+                             "needs data; lower n_components")
+        self.n_features_in_ = D
+        Xc = X - xp.mean(X, axis=0)
+        self._var_floor = float(xp.finfo(X.dtype).eps * xp.sum(Xc * Xc) / (N * D))
+        resp = self.initial_responsibilities(X) if init_resp is None else self._check_resp(init_resp, X)
+        self._set_params(*m_step(X, resp, self.covariance_type, self.reg_covar))
+        log_joint = self._log_joint(X)
+        hist = {"log_likelihood": [], "elbo": [], "step": []}
+        self.converged_ = False
+        for it in range(1, self.max_iter + 1):
+            # E-step, eq. (3): r_nk = p(z_n = k | x_n); the ELBO (1) now equals log p(X)
+            log_norm = logsumexp(log_joint, axis=1)                  # log p(x_n)
+            log_resp = log_joint - log_norm[:, None]
+            ll = float(xp.mean(log_norm))
+            hist["log_likelihood"].append(ll)
+            hist["elbo"].append(float(elbo(log_resp, log_joint)))
+            hist["step"].append("E")
+
+            # M-step, eqs. (4)-(5): maximize (1) over pi, mu, Sigma with r fixed
+            self._set_params(*m_step(X, xp.exp(log_resp), self.covariance_type, self.reg_covar))
+            log_joint = self._log_joint(X)
+            ll_new = float(xp.mean(logsumexp(log_joint, axis=1)))
+            hist["log_likelihood"].append(ll_new)
+            hist["elbo"].append(float(elbo(log_resp, log_joint)))    # old r, new theta
+            hist["step"].append("M")
+            if not math.isfinite(ll_new):
+                raise ValueError("EM produced a non-finite log-likelihood; rescale the data or "
+                                 "raise reg_covar")
+            if abs(ll_new - ll) <= self.tol * abs(ll):
+                self.converged_ = True
+                break
+        self.n_iter_ = it
+        self.history_ = hist
+        return self
+
+    # ------------------------------------------------------------------ using the model
+    def _checked(self, X):
+        if not hasattr(self, "means_"):
+            raise ValueError("this GaussianMixture is not fitted yet: call fit(X) first")
+        X = as_data(X)
+        check_columns(X, self.n_features_in_, "X", "this fitted GaussianMixture")
+        return X
+
+    def score_samples(self, X):
+        """log p(x_n) = logsumexp_k [log pi_k + log N(x_n | mu_k, Sigma_k)]: (N,)."""
+        return logsumexp(self._log_joint(self._checked(X)), axis=1)
+
+    def score(self, X):
+        """Mean log-likelihood per example (0-d array)."""
+        logp = self.score_samples(X)
+        return array_namespace(logp).mean(logp)
+
+    def predict_proba(self, X):
+        """Responsibilities p(z_n = k | x_n), eq. (3): (N, K), rows summing to 1."""
+        log_joint = self._log_joint(self._checked(X))
+        xp = array_namespace(log_joint)
+        return xp.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
+
+    def predict(self, X):
+        """The most probable component of each example: (N,) int64."""
+        log_joint = self._log_joint(self._checked(X))
+        return array_namespace(log_joint).argmax(log_joint, axis=1)
+
+    def sample(self, n: int, seed: int | None = 0):
+        """Draw n examples: k ~ Categorical(pi), x = mu_k + L_k eps, eps ~ N(0, I).
+
+        Returns:
+        - X: (n, D) samples; labels: (n,) int64 components they came from.
+        """
+        if not hasattr(self, "means_"):
+            raise ValueError("this GaussianMixture is not fitted yet: call fit(X) first")
+        xp = array_namespace(self.means_)
+        rng = backend.RNG(seed)
+        K, D = self.means_.shape
+        dt = self.means_.dtype
+        u = xp.astype(rng.uniform((n,)), dt)
+        cdf = xp.cumulative_sum(self.weights_)                      # inverse-CDF draw of k
+        labels = xp.sum(xp.astype(cdf[None, :] <= u[:, None] * cdf[-1], xp.int64), axis=1)
+        labels = xp.clip(labels, 0, K - 1)
+        eps = xp.astype(rng.normal((n, D)), dt)
+        mu = xp.take(self.means_, labels, axis=0)                   # (n, D)
+        if self.covariance_type == "full":
+            L = xp.take(self._factors, labels, axis=0)              # (n, D, D)
+            return mu + (L @ eps[:, :, None])[:, :, 0], labels
+        scale = xp.sqrt(xp.take(self.covariances_, labels, axis=0))
+        if self.covariance_type == "spherical":
+            scale = scale[:, None]
+        return mu + scale * eps, labels

@@ -1,0 +1,170 @@
+"""Probabilistic PCA: the Tipping-Bishop closed form, EM as coordinate ascent, the posterior.
+
+Tolerances: the exactness claims (ELBO = log-likelihood after an E-step to 1e-10; EM meets
+the closed form to 1e-8 relative) are asserted in float64 (``bk64``, or ``tol(bk)`` whose
+float32 band is 1e-4 relative: float32 rounding of a per-example log-likelihood of size
+~10 is ~1e-6, and EM's sums over N examples lose a little more).
+"""
+
+import numpy as np
+import pytest
+
+from scratchvae.linear import PCA, PPCA, subspace_angles
+
+from conftest import host, tol
+
+
+def _data(hrng, N=400, p=6, q=2, noise=0.5, scales=(3.0, 2.0)):
+    W = hrng.normal(size=(p, q)) * np.array(scales)[:q]
+    return hrng.normal(size=(N, q)) @ W.T + noise * hrng.normal(size=(N, p)) + 1.0
+
+
+def _mvn_logpdf(X, mu, C):
+    """Host oracle: log N(x | mu, C) by Cholesky."""
+    L = np.linalg.cholesky(C)
+    Y = np.linalg.solve(L, (X - mu).T)
+    return -0.5 * (X.shape[1] * np.log(2 * np.pi) + 2 * np.log(np.diag(L)).sum() + (Y ** 2).sum(axis=0))
+
+
+def test_closed_form_is_tipping_bishop(bk, hrng):
+    X = _data(hrng)
+    N, p, q = X.shape[0], X.shape[1], 2
+    m = PPCA(q).fit(X)
+    S = np.cov(X, rowvar=False, bias=True)             # ML covariance, 1/N
+    lam, U = np.linalg.eigh(S)
+    lam, U = lam[::-1], U[:, ::-1]
+    sigma2 = lam[q:].mean()
+    r = tol(bk, 1e-10, 1e-4)
+    np.testing.assert_allclose(float(m.noise_variance_), sigma2, rtol=r)
+    W = host(m.W_)
+    # W = U_q (Lambda_q - sigma^2 I)^{1/2} (R = I): column norms and directions
+    np.testing.assert_allclose(np.linalg.norm(W, axis=0), np.sqrt(lam[:q] - sigma2), rtol=r)
+    np.testing.assert_allclose(np.abs(W.T @ U[:, :q]), np.diag(np.sqrt(lam[:q] - sigma2)), atol=r * lam[0])
+    C = W @ W.T + float(m.noise_variance_) * np.eye(p)
+    # the model covariance keeps the top-q eigenpairs of S and replaces the rest by sigma^2
+    np.testing.assert_allclose(C, U @ np.diag(np.r_[lam[:q], [sigma2] * (p - q)]) @ U.T, atol=r * lam[0])
+    # score: the mean log-density of N(mean, C), by a host oracle
+    want = _mvn_logpdf(X, X.mean(axis=0), C)
+    np.testing.assert_allclose(host(m.score_samples(X)), want, rtol=r)
+    np.testing.assert_allclose(float(m.score(X)), want.mean(), rtol=r)
+    assert m.history_["log_likelihood"] == pytest.approx(m.history_["elbo"], abs=tol(bk, 1e-10, 1e-3))
+
+
+def test_closed_form_is_a_maximum(bk64, hrng):
+    X = _data(hrng)
+    m = PPCA(2).fit(X)
+    best = float(m.score(X))
+    W, s2 = host(m.W_), float(m.noise_variance_)
+    mu = X.mean(axis=0)
+    for dW, ds in [(1e-3 * hrng.normal(size=W.shape), 0.0), (0.0, 1e-3), (0.0, -1e-3)]:
+        C = (W + dW) @ (W + dW).T + (s2 + ds) * np.eye(6)
+        assert _mvn_logpdf(X, mu, C).mean() < best
+
+
+def test_posterior_matches_gaussian_conditioning(bk, hrng):
+    X = _data(hrng, N=50)
+    m = PPCA(2).fit(X)
+    W, s2, mu = host(m.W_), float(m.noise_variance_), host(m.mean_)
+    C = W @ W.T + s2 * np.eye(6)
+    # joint Gaussian (z, x): E[z|x] = W'C^-1 (x - mu), Cov[z|x] = I - W'C^-1 W
+    mean_ref = np.linalg.solve(C, (X - mu).T).T @ W
+    cov_ref = np.eye(2) - W.T @ np.linalg.solve(C, W)
+    mean, cov = m.posterior(X)
+    np.testing.assert_allclose(host(mean), mean_ref, atol=tol(bk, 1e-10, 1e-4))
+    np.testing.assert_allclose(host(cov), cov_ref, atol=tol(bk, 1e-12, 1e-5))
+    np.testing.assert_allclose(host(m.transform(X)), host(mean), atol=0)
+
+
+def test_em_is_coordinate_ascent(bk, hrng):
+    X = _data(hrng)
+    m = PPCA(2, method="em", max_iter=60, tol=0.0, seed=3).fit(X)
+    h = m.history_
+    ll, el = np.array(h["log_likelihood"]), np.array(h["elbo"])
+    assert h["step"][:4] == ["E", "M", "E", "M"] and len(ll) == 120
+    scale = max(1.0, np.abs(ll).max())
+    rnd = tol(bk, 1e-12, 1e-5) * scale                     # rounding of a per-example mean
+    assert np.all(np.diff(ll) >= -rnd)                     # log-likelihood never decreases
+    gap_e = np.abs(ll[0::2] - el[0::2])                    # after each E-step: KL = 0
+    assert gap_e.max() <= tol(bk, 1e-10, 1e-4) * scale
+    assert np.all(el[1::2] >= el[0::2] - rnd)              # an M-step does not lower the ELBO
+    assert np.all(el[1::2] <= ll[1::2] + rnd)              # ELBO <= log-likelihood (KL >= 0)
+    assert ll[-1] - ll[0] > 0.1                            # and EM did climb
+
+
+def test_em_reaches_the_closed_form(bk64, hrng):
+    # lambda_i / sigma^2 ~ 10..30, so that EM's parameters (not only its log-likelihood,
+    # which is flat near the optimum) converge in a few hundred iterations
+    X = _data(hrng, scales=(1.0, 0.7))
+    cf = PPCA(2).fit(X)
+    em = PPCA(2, method="em", seed=1, tol=1e-15, max_iter=2000).fit(X)
+    assert em.converged_
+    ll_cf, ll_em = float(cf.score(X)), float(em.score(X))
+    assert abs(ll_em - ll_cf) <= 1e-8 * abs(ll_cf)
+    assert ll_em <= ll_cf + 1e-12 * abs(ll_cf)             # the closed form is the maximum
+    assert host(subspace_angles(em.W_, cf.W_)).max() < 1e-6
+    W_em, W_cf = host(em.W_), host(cf.W_)
+    # W is fixed up to a rotation R: W W' is not. The stopping rule watches the
+    # log-likelihood, whose error is quadratic in the parameters' error: a log-likelihood
+    # right to ~1e-14 leaves the parameters right to ~1e-7 relative.
+    WWt = W_cf @ W_cf.T
+    np.testing.assert_allclose(W_em @ W_em.T, WWt, atol=1e-5 * np.abs(WWt).max())
+    np.testing.assert_allclose(float(em.noise_variance_), float(cf.noise_variance_), rtol=1e-6)
+
+
+def test_zero_noise_limit_is_pca(bk64, hrng):
+    """W M^-1 W' (posterior mean, mapped back) -> the PCA projector U U' as sigma^2 -> 0.
+
+    With W = U_q (Lambda_q - sigma^2)^{1/2}: W M^-1 W' = U_q diag(1 - sigma^2 / lambda_i) U_q',
+    so its distance to U_q U_q' in the 2-norm is exactly sigma^2 / lambda_q.
+    """
+    devs = []
+    for noise in [0.3, 0.03, 0.003]:
+        X = _data(hrng, N=300, noise=noise)
+        m = PPCA(2).fit(X)
+        pca = PCA(2).fit(X)
+        assert host(subspace_angles(m.W_, pca.components_.T)).max() < 1e-8
+        W, s2 = host(m.W_), float(m.noise_variance_)
+        P = W @ np.linalg.solve(W.T @ W + s2 * np.eye(2), W.T)
+        V = host(pca.components_)
+        lam_q = np.sort(np.linalg.eigvalsh(np.cov(X, rowvar=False, bias=True)))[::-1][1]
+        dev = np.linalg.norm(P - V.T @ V, 2)
+        np.testing.assert_allclose(dev, s2 / lam_q, rtol=1e-6)
+        # the reconstruction from the posterior mean vs PCA's
+        Xhat = host(m.transform(X)) @ W.T + host(m.mean_)
+        devs.append(np.abs(Xhat - host(pca.inverse_transform(pca.transform(X)))).max())
+    assert devs[0] > devs[1] > devs[2] and devs[2] < 1e-4
+
+
+def test_sample_moments(bk, hrng):
+    X = _data(hrng, N=300, p=4)
+    m = PPCA(2).fit(X)
+    Y = host(m.sample(20000, seed=5))
+    assert Y.shape == (20000, 4)
+    W, s2 = host(m.W_), float(m.noise_variance_)
+    C = W @ W.T + s2 * np.eye(4)
+    se = np.sqrt((np.outer(np.diag(C), np.diag(C)) + C ** 2) / 20000)   # std. error of a covariance
+    assert np.all(np.abs(np.cov(Y, rowvar=False) - C) < 5 * se)
+    assert np.all(np.abs(Y.mean(axis=0) - host(m.mean_)) < 5 * np.sqrt(np.diag(C) / 20000))
+
+
+def test_bad_input(bk, hrng):
+    X = _data(hrng, N=30)
+    with pytest.raises(ValueError, match="n_components < n_features"):
+        PPCA(6).fit(X)
+    with pytest.raises(ValueError, match="less than n_samples"):
+        PPCA(3).fit(X[:3])
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        PPCA(2).fit(bad)
+    with pytest.raises(ValueError, match="method"):
+        PPCA(2, method="svd")
+    # data exactly in a 2-D affine subspace: sigma^2 = 0, the likelihood is unbounded
+    flat = hrng.normal(size=(40, 2)) @ hrng.normal(size=(2, 6)) + 3.0
+    for method in ["closed_form", "em"]:
+        with pytest.raises(ValueError, match="unbounded"):
+            PPCA(2, method=method, max_iter=5000).fit(flat)
+    with pytest.raises(ValueError, match="fit"):
+        PPCA(2).score(X)
+    with pytest.raises(ValueError, match="columns"):
+        PPCA(2).fit(X).score(X[:, :5])
