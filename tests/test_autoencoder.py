@@ -96,7 +96,7 @@ def test_tied_W_collects_both_uses(bk64, hrng):
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_deep_gradients(bk64, hrng, loss, activation):
     x = _data(hrng, 4, 6, unit=loss == "bernoulli")
-    m = Autoencoder(6, hidden=(5, 4), latent=3, activation=activation, loss=loss, seed=4)
+    m = Autoencoder(6, hidden=(5, 4), z_dim=3, activation=activation, loss=loss, seed=4)
     report = _gradcheck(m, x)
     assert {c.name for c in report.checks} == set(m.params)
     assert {"enc.fc1.W", "enc.fc3.b", "dec.fc1.W", "dec.fc3.b"} <= set(m.params)
@@ -105,7 +105,7 @@ def test_deep_gradients(bk64, hrng, loss, activation):
 @pytest.mark.parametrize("corruption", ["gaussian", "masking"])
 def test_denoising_gradients_noise_held_fixed(bk64, hrng, corruption):
     x = _data(hrng, 4, 6)
-    _gradcheck(Autoencoder(6, hidden=(5,), latent=3, activation="tanh", corruption=corruption,
+    _gradcheck(Autoencoder(6, hidden=(5,), z_dim=3, activation="tanh", corruption=corruption,
                            seed=5), x, noise_seed=11)
     _gradcheck(TiedAutoencoder(6, 3, activation="tanh", corruption=corruption, seed=5), x,
                noise_seed=12)
@@ -123,7 +123,7 @@ def test_blur_denoising_gradients(bk64, hrng):
 
 def test_loss_and_grads_contract(bk, hrng):
     x = _data(hrng, 5, 6)
-    for m in (TiedAutoencoder(6, 2, activation="tanh"), Autoencoder(6, hidden=(4,), latent=2)):
+    for m in (TiedAutoencoder(6, 2, activation="tanh"), Autoencoder(6, hidden=(4,), z_dim=2)):
         keep = dict(m.grads)
         loss, stats = m.loss_and_grads(x)
         assert loss.shape == ()  # an array (numpy gives a 0-d np.float64), not a Python float
@@ -154,7 +154,7 @@ def test_bernoulli_reconstruction_is_a_probability(bk, hrng):
 def test_config_rebuilds_the_same_model(bk):
     models = [
         TiedAutoencoder(6, 2, activation="tanh", bias=False, seed=3),
-        Autoencoder(12, hidden=(5, 4), latent=2, loss="bernoulli", corruption="blur",
+        Autoencoder(12, hidden=(5, 4), z_dim=2, loss="bernoulli", corruption="blur",
                     image_shape=(3, 4), seed=7),
         Autoencoder(6, (4,), 2, corruption="masking", noise_level=0.5, seed=8),
     ]
@@ -225,7 +225,7 @@ def test_pca_basis_is_a_stationary_point(bk):
 
 def test_deep_ae_overfits_a_tiny_batch(bk, hrng):
     x = _data(hrng, 8, 12)
-    m = Autoencoder(12, hidden=(32,), latent=4, activation="tanh", seed=0)
+    m = Autoencoder(12, hidden=(32,), z_dim=4, activation="tanh", seed=0)
     opt = Adam(lr=1e-2)
     first, _ = m.loss_and_grads(x)
     first = float(first)
@@ -304,7 +304,7 @@ def test_blur_channels_and_constants(bk, hrng):
 
 @pytest.mark.parametrize("make", [
     lambda: TiedAutoencoder(6, 2),
-    lambda: Autoencoder(6, hidden=(4,), latent=2),
+    lambda: Autoencoder(6, hidden=(4,), z_dim=2),
 ])
 def test_bad_input_is_refused(bk, hrng, make):
     m = make()
@@ -350,9 +350,9 @@ def test_bad_settings_are_refused(kwargs, match):
 
 
 def test_bad_sizes_are_refused():
-    with pytest.raises(ValueError, match="latent"):
+    with pytest.raises(ValueError, match="z_dim"):
         TiedAutoencoder(6, 0)
-    with pytest.raises(ValueError, match="in_features"):
+    with pytest.raises(ValueError, match="x_dim"):
         Autoencoder(6.0, (4,), 2)
     with pytest.raises(ValueError, match="hidden"):
         Autoencoder(6, (4, 0), 2)

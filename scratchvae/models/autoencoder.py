@@ -35,28 +35,28 @@ LOSSES = ("mse", "bernoulli")
 
 class AutoencoderBase:
     """What both autoencoders share: input checks, corruption, the reconstruction
-    loss, decode() and reconstruct(). Subclasses set ``in_features`` and ``latent``
+    loss, decode() and reconstruct(). Subclasses set ``x_dim`` and ``z_dim``
     and implement ``encode``, ``_decoder_out`` and ``loss_and_grads``."""
 
-    in_features: int
-    latent: int
+    x_dim: int
+    z_dim: int
 
-    def _init_common(self, in_features, latent, loss, corruption, noise_level, image_shape, seed):
-        for name, n in (("in_features", in_features), ("latent", latent)):
+    def _init_common(self, x_dim, z_dim, loss, corruption, noise_level, image_shape, seed):
+        for name, n in (("x_dim", x_dim), ("z_dim", z_dim)):
             if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
                 raise ValueError(f"{name} must be a positive integer, got {n!r}")
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}: choose 'mse' (real data) or 'bernoulli' (data in [0, 1])")
         # loss_kind, not loss: ``model.loss(x)`` is the forward-only method the trainer calls
-        self.in_features, self.latent, self.loss_kind = int(in_features), int(latent), loss
+        self.x_dim, self.z_dim, self.loss_kind = int(x_dim), int(z_dim), loss
         self.image_shape = None if image_shape is None else tuple(int(s) for s in image_shape)
         self.corruption = corruption
-        self.noise_level = check_corruption(corruption, noise_level, self.image_shape, in_features)
+        self.noise_level = check_corruption(corruption, noise_level, self.image_shape, x_dim)
         self.rng = backend.RNG(seed)  # builds the weights, then draws the corruption noise
 
     def _check_x(self, x, name: str = "x") -> None:
         check_ndim(x, 2, name, "(N, D)")
-        check_columns(x, self.in_features, name, repr(self))
+        check_columns(x, self.x_dim, name, repr(self))
 
     def _check(self, x) -> None:
         """All checks of a data set, once (the trainer calls this before fitting)."""
@@ -67,7 +67,7 @@ class AutoencoderBase:
 
     def _check_h(self, h) -> None:
         check_ndim(h, 2, "h", "(N, K)")
-        check_columns(h, self.latent, "h", f"the decoder of {self!r}")
+        check_columns(h, self.z_dim, "h", f"the decoder of {self!r}")
 
     def _target(self, x, target, check: bool):
         """Validate x (and target) and return the target: x itself when None."""
@@ -129,9 +129,9 @@ class Autoencoder(AutoencoderBase):
     """Untied deep autoencoder: encoder and decoder are separate MLPs.
 
     Inputs (constructor):
-    - in_features: D.
+    - x_dim: D.
     - hidden: hidden sizes of the encoder, e.g. (256, 64); the decoder mirrors them.
-    - latent: K, the code size (the code layer is linear).
+    - z_dim: K, the code size (the code layer is linear).
     - activation: hidden activation ("relu", "tanh", "sigmoid", ...).
     - loss: "mse" or "bernoulli" (the decoder then outputs logits).
     - corruption: None, "gaussian", "masking" or "blur" (denoising mode).
@@ -140,17 +140,17 @@ class Autoencoder(AutoencoderBase):
     Parameters: "enc.fc1.W", "enc.fc1.b", ..., "dec.fc1.W", ... (Dense layers).
     """
 
-    def __init__(self, in_features: int, hidden=(256,), latent: int = 2, activation: str = "relu",
+    def __init__(self, x_dim: int, hidden=(256,), z_dim: int = 2, activation: str = "relu",
                  loss: str = "mse", corruption=None, noise_level=None, image_shape=None, seed: int = 0):
-        self._init_common(in_features, latent, loss, corruption, noise_level, image_shape, seed)
+        self._init_common(x_dim, z_dim, loss, corruption, noise_level, image_shape, seed)
         hidden = [int(n) for n in hidden]
         if any(n < 1 for n in hidden):
             raise ValueError(f"hidden sizes must be positive integers, got {hidden}")
-        sizes = [self.in_features, *hidden, self.latent]
+        sizes = [self.x_dim, *hidden, self.z_dim]
         self.enc = mlp(sizes, activation, rng=self.rng)  # D -> ... -> K, linear code
         self.dec = mlp(sizes[::-1], activation, rng=self.rng)  # K -> ... -> D, linear output
         self.config = {
-            "in_features": self.in_features, "hidden": hidden, "latent": self.latent,
+            "x_dim": self.x_dim, "hidden": hidden, "z_dim": self.z_dim,
             "activation": activation, "loss": loss, "corruption": corruption,
             "noise_level": self.noise_level,
             "image_shape": None if self.image_shape is None else list(self.image_shape),
@@ -196,5 +196,5 @@ class Autoencoder(AutoencoderBase):
         return value, {"rec": value}
 
     def __repr__(self) -> str:
-        return (f"Autoencoder(in_features={self.in_features}, hidden={self.config['hidden']}, "
-                f"latent={self.latent}, loss={self.loss_kind!r}, corruption={self.corruption!r})")
+        return (f"Autoencoder(x_dim={self.x_dim}, hidden={self.config['hidden']}, "
+                f"z_dim={self.z_dim}, loss={self.loss_kind!r}, corruption={self.corruption!r})")

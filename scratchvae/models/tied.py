@@ -30,8 +30,8 @@ class TiedAutoencoder(AutoencoderBase):
     """Tied-weight autoencoder x_hat = g(x W + b_enc) W^T + b_dec.
 
     Inputs (constructor):
-    - in_features: D.
-    - latent: K, the code size.
+    - x_dim: D.
+    - z_dim: K, the code size.
     - activation: g, "linear" (PCA), "tanh", "sigmoid", "relu", ...
     - bias: learn b_enc (K,) and b_dec (D,); False gives the pure PCA objective.
     - loss: "mse" or "bernoulli" (then h W^T + b_dec are the logits).
@@ -40,12 +40,12 @@ class TiedAutoencoder(AutoencoderBase):
     Parameters: "W": (D, K), and with bias "b_enc": (K,), "b_dec": (D,).
     """
 
-    def __init__(self, in_features: int, latent: int, activation: str = "linear", bias: bool = True,
+    def __init__(self, x_dim: int, z_dim: int, activation: str = "linear", bias: bool = True,
                  loss: str = "mse", corruption=None, noise_level=None, image_shape=None, seed: int = 0):
-        self._init_common(in_features, latent, loss, corruption, noise_level, image_shape, seed)
+        self._init_common(x_dim, z_dim, loss, corruption, noise_level, image_shape, seed)
         self.g = make_activation(activation)  # forward caches what g' needs
         self.bias = bool(bias)
-        D, K = self.in_features, self.latent
+        D, K = self.x_dim, self.z_dim
         limit = math.sqrt(6.0 / (D + K))  # Glorot uniform
         W = self.rng.uniform((D, K), -limit, limit)
         xp = array_namespace(W)
@@ -55,7 +55,7 @@ class TiedAutoencoder(AutoencoderBase):
             self.params["b_dec"] = xp.zeros((D,), dtype=W.dtype, device=W.device)
         self.grads = {k: xp.zeros_like(v) for k, v in self.params.items()}
         self.config = {
-            "in_features": D, "latent": K, "activation": activation, "bias": self.bias,
+            "x_dim": D, "z_dim": K, "activation": activation, "bias": self.bias,
             "loss": loss, "corruption": corruption, "noise_level": self.noise_level,
             "image_shape": None if self.image_shape is None else list(self.image_shape),
             "seed": seed,
@@ -107,5 +107,5 @@ class TiedAutoencoder(AutoencoderBase):
         return value, {"rec": value}
 
     def __repr__(self) -> str:
-        return (f"TiedAutoencoder(in_features={self.in_features}, latent={self.latent}, "
+        return (f"TiedAutoencoder(x_dim={self.x_dim}, z_dim={self.z_dim}, "
                 f"activation={self.config['activation']!r}, bias={self.bias}, loss={self.loss_kind!r})")
