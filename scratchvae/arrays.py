@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_cupy_array, is_numpy_array
+
+
+def into(out, f, *args):
+    """out[...] = f(*args), written straight into ``out`` where the backend can.
+
+    ``f`` is a function of the array namespace that NumPy and CuPy also accept with an
+    ``out=`` argument: the elementwise ones (xp.multiply, xp.divide, xp.sqrt, xp.exp,
+    ...) and xp.matmul. On NumPy and CuPy the result goes into ``out`` with no new
+    array (no allocation, one pass over memory); on other namespaces (array-api-strict)
+    f(*args) is computed and copied in, which gives the same numbers. Returns ``out``.
+
+    >>> into(buf, xp.multiply, g, g)        # buf = g * g, no temporary
+    >>> into(dW, xp.matmul, x.T, dy)        # dW = x^T dy, no temporary
+    """
+    if is_numpy_array(out) or is_cupy_array(out):
+        f(*args, out=out)
+    else:
+        out[...] = f(*args)
+    return out
 
 
 def unbroadcast(g, shape):
@@ -32,6 +51,22 @@ def logsumexp(a, axis: int, keepdims: bool = False):
     # log(0) = -inf, taken by hand: xp.log(0) would raise numpy's divide-by-zero warning
     out = xp.where(s > 0, m + xp.log(xp.where(s > 0, s, 1.0)), -xp.inf)
     return out if keepdims else xp.squeeze(out, axis=axis)
+
+
+def row_blocks(x, entries: int = 1 << 16) -> list:
+    """Row slices of ``x`` for elementwise work done a block of rows at a time.
+
+    On NumPy: blocks of about ``entries`` entries (2^16 float32 = 256 KiB), so each
+    temporary array of the work fits in the CPU's cache and the allocator hands the same
+    memory back block after block; whole (N, D) temporaries would go out to main memory
+    and, freed and made again every step, fault their pages in anew. Elsewhere (a GPU
+    wants few, large kernels) and for small arrays: one block, the whole array.
+    """
+    if not is_numpy_array(x) or x.ndim < 1 or x.size <= entries:
+        return [slice(None)]
+    n = x.shape[0]
+    rows = max(1, entries // max(1, x.size // n))
+    return [slice(start, min(start + rows, n)) for start in range(0, n, rows)]
 
 
 def batch_slices(n: int, size: int):

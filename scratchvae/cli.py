@@ -39,6 +39,10 @@ EXAMPLES = {
     "evaluate": """examples:
   scratchvae evaluate runs/digits/model.npz              # IWAE with k = 1000 on the test set
   scratchvae evaluate runs/digits/model.npz --k 5000 --split val""",
+    "bench": """examples:
+  scratchvae bench                                  # NumPy: the 784-400-20 VAE at batch 128 and 1024, digits at 64
+  scratchvae bench --workloads mnist --batch-sizes 128 --steps 100 --repeats 3   # quicker
+  scratchvae bench --backend cupy --json gpu.json   # compare with --backend numpy""",
     "info": """examples:
   scratchvae info
   SCRATCHVAE_BACKEND=auto scratchvae info""",
@@ -216,6 +220,12 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from . import bench
+
+    return bench.run_from_args(args)
+
+
 def _info(args) -> int:
     from .datasets import mnist
 
@@ -293,6 +303,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--samples", type=int, default=10, help="samples per example for the ELBO (default: 10)")
     e.add_argument("--split", choices=["train", "val", "test"], default="test", help="which split (default: test)")
     e.add_argument("--seed", type=int, default=0, help="seed of the Monte-Carlo draws (default: 0)")
+
+    bn = command("bench", "time a training step here: per epoch, per phase, against the matmul floor", _bench)
+    from .bench import add_arguments as _bench_arguments
+
+    _bench_arguments(bn, with_backend=False)
 
     command("info", "version, backend and device, data cache folder", _info)
     return p

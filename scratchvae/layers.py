@@ -8,6 +8,13 @@ Contract (every layer and container):
     layer.zero_grad()         # sets every gradient to 0, in place
 
 Batches are rows: x is (N, D), Dense computes y = x W + b with W (D, H) and b (H,).
+
+Dense and Sequential take two options in backward, for speed (what a hand-written
+backward knows that a generic one must not assume):
+
+    layer.backward(dy, need_dx=False)     # x is the data: skip dL/dx (one matmul less)
+    layer.backward(dy, accumulate=False)  # WRITE dL/dparam into grads instead of adding
+                                          # (the caller would have zeroed them anyway)
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import math
 from array_api_compat import array_namespace
 
 from . import backend
+from .arrays import into
 from .checks import check_columns, check_ndim
 
 
@@ -75,12 +83,27 @@ class Dense(Layer):
         check_ndim(x, 2, "Dense input", "(N, D)")
         check_columns(x, self.in_features, "Dense input", f"Dense({self.in_features}, {self.out_features})")
         self.x = x  # backward needs x for dW
-        return x @ self.params["W"] + self.params["b"]  # y = x W + b
+        y = x @ self.params["W"]  # y = x W + b                           (N, H)
+        y += self.params["b"]  # in place: y is our own new array
+        return y
 
-    def backward(self, dy):
+    def backward(self, dy, need_dx: bool = True, accumulate: bool = True):
+        """dL/dx from dL/dy (N, H); adds dL/dW and dL/db into grads.
+
+        - need_dx=False: return None and skip dL/dx, when x is the data (nothing before
+          this layer needs a gradient; autograd skips it the same way).
+        - accumulate=False: write the parameter gradients instead of adding them (for a
+          caller that would zero them first): no temporary and no extra pass.
+        """
         xp = array_namespace(dy)
-        self.grads["W"] += self.x.T @ dy  # dL/dW = x^T dL/dy           (D, H)
-        self.grads["b"] += xp.sum(dy, axis=0)  # dL/db = sum over rows of dL/dy (H,)
+        if accumulate:
+            self.grads["W"] += self.x.T @ dy  # dL/dW = x^T dL/dy           (D, H)
+            self.grads["b"] += xp.sum(dy, axis=0)  # dL/db = sum over rows of dL/dy (H,)
+        else:
+            into(self.grads["W"], xp.matmul, self.x.T, dy)  # dL/dW = x^T dL/dy, written
+            self.grads["b"][...] = xp.sum(dy, axis=0)  # dL/db = sum over rows of dL/dy
+        if not need_dx:
+            return None
         return dy @ self.params["W"].T  # dL/dx = dL/dy W^T                 (N, D)
 
     def __repr__(self) -> str:
@@ -88,20 +111,22 @@ class Dense(Layer):
 
 
 class ReLU(Layer):
-    """y = max(x, 0); dy/dx = 1 where x > 0 else 0. Caches the mask."""
+    """y = max(x, 0); dy/dx = 1 where x > 0 else 0. Caches the output y (which the next
+    layer keeps anyway as its input): x > 0 exactly where y > 0."""
 
     def forward(self, x):
-        xp = array_namespace(x)
-        self.mask = x > 0
-        return xp.where(self.mask, x, 0.0)
+        self.y = array_namespace(x).maximum(x, 0.0)
+        return self.y
 
     def backward(self, dy):
         xp = array_namespace(dy)
-        return xp.where(self.mask, dy, 0.0)
+        dx = xp.astype(self.y > 0, dy.dtype)  # dy/dx as 0/1 numbers: 1 where x > 0
+        dx *= dy  # dL/dx = dL/dy * dy/dx (a multiply: NumPy's where with a mask is far slower)
+        return dx
 
 
 class LeakyReLU(Layer):
-    """y = x where x > 0 else slope * x; dy/dx = 1 or slope. Caches the mask."""
+    """y = x where x > 0 else slope * x; dy/dx = 1 or slope. Caches dy/dx."""
 
     def __init__(self, slope: float = 0.01):
         super().__init__()
@@ -109,12 +134,14 @@ class LeakyReLU(Layer):
 
     def forward(self, x):
         xp = array_namespace(x)
-        self.mask = x > 0
-        return xp.where(self.mask, x, self.slope * x)
+        d = xp.astype(x > 0, x.dtype)
+        d *= 1.0 - self.slope
+        d += self.slope  # dy/dx: 1 where x > 0, else slope
+        self.dydx = d
+        return x * d  # y = x * dy/dx: x or slope * x
 
     def backward(self, dy):
-        xp = array_namespace(dy)
-        return xp.where(self.mask, dy, self.slope * dy)
+        return dy * self.dydx
 
     def __repr__(self) -> str:
         return f"LeakyReLU(slope={self.slope})"
@@ -133,10 +160,14 @@ class Tanh(Layer):
 
 def sigmoid(x):
     """1 / (1 + exp(-x)) without overflow: with e = exp(-|x|) <= 1,
-    sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0."""
+    sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0,
+    that is exp(min(x, 0)) / (1 + e) for every x (no branch, no where)."""
     xp = array_namespace(x)
     e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    e += 1.0
+    s = xp.exp(xp.minimum(x, 0.0))
+    s /= e
+    return s
 
 
 def softplus(x):
@@ -232,10 +263,14 @@ class Sequential(Layer):
             x = layer.forward(x)
         return x
 
-    def backward(self, dy):
-        for layer in reversed(list(self.layers.values())):
-            dy = layer.backward(dy)  # chain rule, last layer first
-        return dy
+    def backward(self, dy, need_dx: bool = True, accumulate: bool = True):
+        """Chain rule, last layer first. Options as Dense.backward: with need_dx=False
+        the pass stops at the first layer with parameters (and returns None)."""
+        layers = list(self.layers.values())
+        first = 0 if need_dx else next((i for i, l in enumerate(layers) if l.params), len(layers))
+        for i in range(len(layers) - 1, first - 1, -1):
+            dy = _backward(layers[i], dy, need_dx=need_dx or i > first, accumulate=accumulate)
+        return dy if need_dx else None
 
     def zero_grad(self) -> None:
         for layer in self.layers.values():
@@ -250,6 +285,16 @@ class Sequential(Layer):
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.layers.items())
         return f"Sequential({inner})"
+
+
+def _backward(layer, dy, need_dx: bool, accumulate: bool):
+    """layer.backward(dy) with Dense's options, for any layer: one that does not take
+    them computes dx anyway, and has its gradients zeroed first to be overwritten."""
+    if isinstance(layer, (Dense, Sequential)):
+        return layer.backward(dy, need_dx=need_dx, accumulate=accumulate)
+    if not accumulate:
+        layer.zero_grad()
+    return layer.backward(dy)
 
 
 def flatten(named: dict) -> dict:

@@ -16,9 +16,8 @@ import math
 
 from array_api_compat import array_namespace
 
-from .arrays import unbroadcast
+from .arrays import into, row_blocks, unbroadcast
 from .checks import check_finite, check_same_shape, check_unit_interval
-from .layers import sigmoid, softplus
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -62,9 +61,43 @@ def bernoulli_nll(logits, x, check: bool = True):
         check_finite(x, "x")
         check_finite(logits, "logits")
         check_unit_interval(x, "x")
+    blocks = row_blocks(logits)
+    if len(blocks) == 1:
+        return _bernoulli_nll_rows(logits, x, N)
+    # The same formula on blocks of rows (see arrays.row_blocks): equal numbers, small
+    # temporaries that stay in the CPU's cache.
+    dlogits = array_namespace(logits).empty_like(logits)
+    value = None
+    for rows in blocks:
+        v, d = _bernoulli_nll_rows(logits[rows, ...], x[rows, ...], N)
+        dlogits[rows, ...] = d
+        value = v if value is None else value + v
+    return value, dlogits
+
+
+def _bernoulli_nll_rows(logits, x, N: int):
+    """bernoulli_nll's arithmetic for rows of the batch (N: the whole batch's size)."""
     xp = array_namespace(logits)
-    value = xp.sum(softplus(logits) - x * logits) / N
-    dlogits = (sigmoid(logits) - x) / N
+    # softplus and sigmoid share e = exp(-|l|) in (0, 1] (no overflow for any l):
+    #   softplus(l) = max(l, 0) + log(1 + e)
+    #   sigmoid(l)  = exp(min(l, 0)) / (1 + e)   (1 / (1 + e) for l >= 0, e / (1 + e) below)
+    # (layers.softplus and layers.sigmoid compute the same, each with its own e.)
+    # Each line is one pass over memory, and three arrays serve the whole computation:
+    # ``into`` and the in-place operators reuse them.
+    e = xp.abs(logits)
+    e *= -1.0
+    e = into(e, xp.exp, e)  # e = exp(-|l|)
+    t = x * logits
+    per_entry = xp.maximum(logits, 0.0)
+    per_entry -= t
+    per_entry += into(t, xp.log1p, e)  # softplus(l) - x l   (t holds log(1 + e))
+    value = xp.sum(per_entry) / N
+    dlogits = into(per_entry, xp.minimum, logits, 0.0)  # per_entry's memory, now free
+    dlogits = into(dlogits, xp.exp, dlogits)  # exp(min(l, 0))
+    e += 1.0
+    dlogits /= e  # sigmoid(l)
+    dlogits -= x
+    dlogits /= N  # d/dl = (sigmoid(l) - x) / N
     return value, dlogits
 
 

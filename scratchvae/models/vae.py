@@ -10,7 +10,7 @@ Evidence lower bound, per example (the training objective is its negative):
 
 with the KL in closed form (scratchvae.losses.kl_std_normal) and eps_l ~ N(0, I).
 
-The backward chain written out in ``loss_and_grads``:
+The backward chain written out in ``loss_and_grads`` (its second half, ``_backward``):
 
     decoder.backward(d rec / d out)           -> d rec / dz               (L, N, K)
     reparam_backward(dz)                      -> dmu, dlogvar from rec    (N, K)
@@ -203,15 +203,17 @@ class VAE:
         Returns:
         - loss: 0-d array, rec + beta * kl (nats per example).
         - stats: dict of 0-d arrays "rec" (-E log p(x|z)), "kl", "neg_elbo" (rec + kl).
-        Fills model.grads (zeroed first) with d loss / d param.
+        Fills model.grads with d loss / d param (overwriting what they held).
         """
         if check:
             self._check(x)
-        xp = array_namespace(x)
         eps = self._noise(x, n_samples, eps)
-        L, N, K = eps.shape
-        self.zero_grad()
+        loss, stats, cache = self._forward_loss(x, eps, beta)
+        self._backward(cache)
+        return loss, stats
 
+    def _forward_loss(self, x, eps, beta: float = 1.0):
+        """The forward half of loss_and_grads: loss, stats, and what backward needs."""
         # forward: encoder, reparameterization, decoder
         mu, logvar, z, rcache, out, x_rep = self._forward(x, eps)
         # rec = (1/(L N)) sum_{l,n} -log p(x_n | z_ln): the mean over the batch AND the
@@ -219,18 +221,29 @@ class VAE:
         rec, dout, dlogvar_dec = self._rec(out, x_rep)
         kl, dmu_kl, dlogvar_kl = kl_std_normal(mu, logvar, check=False)
         loss = rec + beta * kl
+        cache = (eps.shape, rcache, dout, dlogvar_dec, dmu_kl, dlogvar_kl, beta)
+        return loss, {"rec": rec, "kl": kl, "neg_elbo": rec + kl}, cache
 
+    def _backward(self, cache):
+        """The backward half: WRITES d loss / d param into every entry of model.grads.
+
+        Each parameter is used once in the forward pass, so its gradient is written
+        (accumulate=False), not added: no zero_grad pass, no temporaries; and the
+        encoder's first layer skips dL/dx (need_dx=False): x is the data.
+        """
+        (L, N, K), rcache, dout, dlogvar_dec, dmu_kl, dlogvar_kl, beta = cache
+        xp = array_namespace(dout)
         # backward: decoder -> reparameterization -> encoder
-        if dlogvar_dec is not None and self.learn_logvar:
-            self._extra_grads["dec.logvar"] += dlogvar_dec  # d rec / d decoder logvar
-        dz = self.dec_out.backward(dout)
-        dz = self.dec_body.backward(dz)  # (L N, K)
+        if self.learn_logvar:
+            self._extra_grads["dec.logvar"][...] = dlogvar_dec  # d rec / d decoder logvar
+        dz = self.dec_out.backward(dout, accumulate=False)
+        dz = self.dec_body.backward(dz, accumulate=False)  # (L N, K)
         dmu, dlogvar = reparam_backward(xp.reshape(dz, (L, N, K)), rcache)  # sums over L
         dmu = dmu + beta * dmu_kl  # the KL gradient joins here: d(beta KL)/dmu = beta mu / N
         dlogvar = dlogvar + beta * dlogvar_kl  # d(beta KL)/dlogvar = beta (exp(logvar) - 1) / (2N)
-        dh = self.enc_mu.backward(dmu) + self.enc_logvar.backward(dlogvar)  # h feeds both heads
-        self.enc_body.backward(dh)
-        return loss, {"rec": rec, "kl": kl, "neg_elbo": rec + kl}
+        dh = self.enc_mu.backward(dmu, accumulate=False)
+        dh += self.enc_logvar.backward(dlogvar, accumulate=False)  # h feeds both heads: add
+        self.enc_body.backward(dh, need_dx=False, accumulate=False)
 
     def loss(self, x, n_samples: int = 1, check: bool = True):
         """The negative ELBO (2) and its parts, forward only (no gradients).
