@@ -210,3 +210,47 @@ def test_gaussian_decoder_allows_values_outside_unit_interval(bk):
     m = VAE(3, hidden=(4,), z_dim=2, likelihood="gaussian", seed=0)
     loss, _ = m.loss_and_grads(backend.asarray(np.array([[3.0, -2.0, 10.0]])))
     assert math.isfinite(float(loss))
+
+
+def _digits_vae(epochs):
+    from scratchvae import datasets
+    from scratchvae.training import Trainer
+
+    ds = datasets.load("digits")
+    m = VAE(ds.n_features, hidden=(64,), z_dim=2, seed=0)
+    history = Trainer(m, Adam(2e-3), batch_size=64, progress=False).fit(ds.x_train, ds.x_val, epochs=epochs)
+    return ds, m, history
+
+
+def test_training_on_digits_lowers_the_validation_loss_steadily():
+    with backend.using("numpy", dtype="float32"):
+        _, _, h = _digits_vae(epochs=24)
+    val = np.array(h["val_neg_elbo"])
+    blocks = val.reshape(6, 4).mean(axis=1)  # mean of every 4 epochs: the Monte-Carlo noise averages out
+    assert np.all(np.diff(blocks) < 0), blocks
+    assert val[-1] < val[0] - 3.0
+
+
+@pytest.mark.slow
+def test_iwae_matches_quadrature_on_a_trained_two_dimensional_vae():
+    """A 2-D latent can be integrated on a grid: log p(x) = log sum_z p(x | z) p(z) dz."""
+    with backend.using("numpy", dtype="float64"):
+        ds, m, _ = _digits_vae(epochs=30)
+        x = ds.x_test[:40].astype(np.float64)
+        g = np.linspace(-6.0, 6.0, 241)
+        dz = g[1] - g[0]
+        z = np.stack(np.meshgrid(g, g), axis=-1).reshape(-1, 2)
+        logits = m.decode(z)  # (G, D)
+        log_pz = -0.5 * (2 * np.log(2 * np.pi) + (z ** 2).sum(1))
+        exact = []
+        for xi in x:
+            a = bernoulli_log_prob(logits, np.broadcast_to(xi, logits.shape)) + log_pz
+            top = a.max()
+            exact.append(top + np.log(np.exp(a - top).sum() * dz * dz))
+        exact = np.array(exact)
+        m.rng = backend.RNG(11)
+        iwae = m.log_likelihood(x, k=5000, reduce=False)
+        elbo = m.log_likelihood(x, k=1, reduce=False)
+        assert np.all(iwae <= exact + 0.05)  # a lower bound, up to Monte-Carlo noise
+        assert abs(iwae.mean() - exact.mean()) < 0.05
+        assert elbo.mean() < iwae.mean()
