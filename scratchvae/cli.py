@@ -279,7 +279,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="Gaussian decoder: fixed log-variance (default: learned per pixel)")
     t.add_argument("--activation", default="relu", help="hidden activation (default: relu)")
     t.add_argument("--samples", type=int, default=1, help="L, samples of z per example in the ELBO (default: 1)")
-    t.add_argument("--epochs", type=int, default=300, help="epochs (default: 300, about 30 s for digits)")
+    t.add_argument("--epochs", type=int, default=300, help="epochs (default: 300, about 10 s for digits on 2 cores)")
     t.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     t.add_argument("--kl-warmup", type=int, default=0, help="steps over which the KL weight rises 0 -> 1 (default: 0)")
