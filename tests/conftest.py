@@ -9,6 +9,9 @@
 float64, for gradient checks (always float64).
 """
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -56,3 +59,14 @@ def host(a):
 def hrng():
     """A host generator for test data (moved to the backend with backend.asarray)."""
     return np.random.default_rng(1234)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_tool(name):
+    """Import tools/<name>.py (the course scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -6,12 +6,12 @@ message that names the array; and make_student itself cuts regions as documented
 Each notebook run starts a fresh Jupyter kernel (nbclient), a few seconds each.
 """
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_tool
 
 nbformat = pytest.importorskip("nbformat", reason="the lessons extra: pip install -e .[lessons]")
 nbclient = pytest.importorskip("nbclient", reason="the lessons extra: pip install -e .[lessons]")
@@ -23,14 +23,7 @@ NOTEBOOKS = sorted(EXERCISES.rglob("*.ipynb"))
 STUB_MESSAGE = "Exercise: write your solution here"
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_student = _load_tool("make_student")
+make_student = load_tool("make_student")
 
 
 def run_cells(nb, cwd):

@@ -1,26 +1,19 @@
 """Notebooks in git are clean (tools/check_clean_notebooks.py), the checker and
 tools/strip_outputs.py do what they say, and lessons/README.md indexes every lesson."""
 
-import importlib.util
 import re
 from pathlib import Path
 
 import pytest
+from conftest import load_tool
 
 nbformat = pytest.importorskip("nbformat", reason="the lessons extra: pip install -e .[lessons]")
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-check_clean = _load_tool("check_clean_notebooks")
-strip_outputs = _load_tool("strip_outputs")
+check_clean = load_tool("check_clean_notebooks")
+strip_outputs = load_tool("strip_outputs")
 NOTEBOOKS = check_clean.course_notebooks()
 
 
