@@ -1,0 +1,40 @@
+"""Fused kernels for NumPy arrays, compiled by numba (imported only when numba is).
+
+Each kernel is a plain loop over the entries, with the formula of its reference on
+one or two lines per entry. Two compiler settings matter:
+
+- ``error_model="numpy"``: a division by zero gives inf as in NumPy instead of raising,
+  so the loop has no branch and the compiler vectorizes it (SIMD): about 4x faster.
+- serial, not ``parallel=True``: NumPy's BLAS keeps its own threads busy-waiting between
+  matrix products, and a second thread pool fighting them made a training step 3x
+  slower. One core running a vectorized loop is faster than two cores taking turns.
+
+Scalars are cast to the arrays' dtype first, so float32 arrays are computed in float32
+(a Python float would make numba compute the whole loop in float64).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+
+@_jit
+def _adam_loop(p, g, m, v, b1, c1, b2, c2, a, eps_t):
+    for i in range(p.size):
+        gi = g[i]
+        mi = b1 * m[i] + c1 * gi  # m <- b1 m + (1 - b1) g
+        vi = b2 * v[i] + c2 * (gi * gi)  # v <- b2 v + (1 - b2) g^2
+        m[i] = mi
+        v[i] = vi
+        p[i] -= (mi / (math.sqrt(vi) + eps_t)) * a  # p <- p - a m / (sqrt(v) + eps_t)
+
+
+def adam(p, g, m, v, b1: float, b2: float, a: float, eps_t: float) -> None:
+    """Adam's update in place, one pass (see optim.Adam for the formula and a, eps_t)."""
+    t = p.dtype.type
+    _adam_loop(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
+               t(b1), t(1.0 - b1), t(b2), t(1.0 - b2), t(a), t(eps_t))
