@@ -78,6 +78,7 @@ def run_all(args) -> dict:
     result = {"tool": "benchmarks/bench_vae.py", "date": sb.datetime.datetime.now().isoformat(timespec="seconds"),
               "command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": sb.machine_info(),
               "backend": b.name, "device": str(b.device), "threads": args.threads, "threads_note": thread_note,
+              "kernels": sb.fused_kernels(b.name),
               "retain_freed_memory": retained, "torch": torch.__version__ if torch is not None else why_not,
               "torch_device": args.torch_device if torch is not None else None,
               "torch_threads": torch.get_num_threads() if torch is not None else None,
@@ -205,7 +206,8 @@ def main(argv=None) -> int:
     text = table(result)
     m = result["machine"]
     print(f"{result['date']}  {m['cpu']}, {m['cores']} cores, numpy {m['numpy']} ({m['numpy_blas']}), "
-          f"torch {result['torch']}; scratchvae on {result['backend']}; {result['threads_note']}; "
+          f"torch {result['torch']}; scratchvae on {result['backend']} (kernels: {result['kernels']}); "
+          f"{result['threads_note']}; "
           f"{'glibc keeps freed memory; ' if result['retain_freed_memory'] else ''}"
           f"load average {result['load_average_before']} -> {result['load_average_after']}")
     print(text)

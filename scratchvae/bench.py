@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import __version__, backend
+from . import __version__, backend, kernels
 
 EPOCH = 60_000  # examples per epoch (MNIST's training set)
 PHASES = ("data", "forward", "backward", "optimizer", "other")
@@ -127,6 +127,11 @@ def gpu_info() -> dict:
                 "cupy": cupy.__version__, "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion()}
     except Exception as exc:
         return {"gpu": f"none ({type(exc).__name__})"}
+
+
+def fused_kernels(backend_name: str) -> str:
+    """What runs the fused kernels on this backend (``scratchvae.kernels.status``)."""
+    return kernels.status().get(backend_name, "array-API reference: no kernels for this backend")
 
 
 def load_average() -> list | None:
@@ -475,6 +480,7 @@ def bench(workloads=("mnist", "digits"), batch_sizes=None, backend_name: str | N
     result = {"tool": "scratchvae.bench", "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "command": " ".join(sys.argv), "machine": machine_info(), "backend": b.name,
               "device": str(b.device), "threads": threads, "threads_note": thread_note,
+              "kernels": fused_kernels(b.name),
               "retain_freed_memory": retained, "load_average_before": load_average(), "runs": []}
     if b.name == "cupy":
         result["machine"].update(gpu_info())
@@ -580,7 +586,7 @@ def run_from_args(args) -> int:
                    digits_batch_size=args.digits_batch_size, retain_memory=args.retain_freed_memory,
                    progress=lambda s: print(s, file=sys.stderr, flush=True))
     print(f"scratchvae {__version__} on {result['backend']} ({result['device']}); {result['machine']['cpu']}, "
-          f"{result['machine']['cores']} cores; {result['threads_note']}; "
+          f"{result['machine']['cores']} cores; {result['threads_note']}; kernels: {result['kernels']}; "
           f"{'glibc keeps freed memory; ' if result['retain_freed_memory'] else ''}"
           f"load average {result['load_average_before']} -> {result['load_average_after']}")
     print(table(result))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, backend, checkpoint, datasets
+from . import __version__, backend, checkpoint, datasets, kernels
 
 EXAMPLES = {
     "train": """examples:
@@ -235,6 +235,9 @@ def _info(args) -> int:
     print(f"backend:     {b.name} on {b.device} ({b.dtype_name})")
     print(f"cupy:        {info['cupy']}")
     print(f"numpy:       {info['numpy']}, array-api-compat {info['array_api_compat']}")
+    fused = kernels.status()
+    print(f"kernels:     NumPy: {fused['numpy']}")
+    print(f"             CuPy: {fused['cupy']}")
     print(f"data cache:  {mnist.default_data_dir()}  (set SCRATCHVAE_DATA to move it)")
     print(f"data sets:   {', '.join(datasets.available())}")
     return 0

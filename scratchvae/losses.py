@@ -16,6 +16,7 @@ import math
 
 from array_api_compat import array_namespace
 
+from . import kernels
 from .arrays import into, row_blocks, unbroadcast
 from .checks import check_finite, check_same_shape, check_unit_interval
 
@@ -61,15 +62,16 @@ def bernoulli_nll(logits, x, check: bool = True):
         check_finite(x, "x")
         check_finite(logits, "logits")
         check_unit_interval(x, "x")
+    rows_nll = kernels.find("bernoulli_nll_rows", logits, x) or _bernoulli_nll_rows  # fused?
     blocks = row_blocks(logits)
     if len(blocks) == 1:
-        return _bernoulli_nll_rows(logits, x, N)
+        return rows_nll(logits, x, N)
     # The same formula on blocks of rows (see arrays.row_blocks): equal numbers, small
     # temporaries that stay in the CPU's cache.
     dlogits = array_namespace(logits).empty_like(logits)
     value = None
     for rows in blocks:
-        v, d = _bernoulli_nll_rows(logits[rows, ...], x[rows, ...], N)
+        v, d = rows_nll(logits[rows, ...], x[rows, ...], N)
         dlogits[rows, ...] = d
         value = v if value is None else value + v
     return value, dlogits

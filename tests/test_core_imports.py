@@ -24,6 +24,7 @@ ALLOWED = {
     "cli.py",
     "checkpoint.py", "checkpoint/",
     "bench.py", "benchmarks/",
+    "kernels/cpu.py", "kernels/gpu.py",  # compiled kernels for NumPy (numba) and CuPy arrays
     "data/",
     "__main__.py",
 }

@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 
 import numba
+import numpy as np
+from array_api_compat import array_namespace
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
@@ -38,3 +40,38 @@ def adam(p, g, m, v, b1: float, b2: float, a: float, eps_t: float) -> None:
     t = p.dtype.type
     _adam_loop(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
                t(b1), t(1.0 - b1), t(b2), t(1.0 - b2), t(a), t(eps_t))
+
+
+@_jit
+def _neg_abs(l, out):
+    for i in range(l.size):
+        out[i] = -abs(l[i])
+
+
+@_jit
+def _bernoulli_rest(l, x, e, per_entry, dl, n):
+    """Given e = exp(-|l|) and per_entry = log(1 + e), finish both in one pass."""
+    zero, one = l.dtype.type(0.0), l.dtype.type(1.0)
+    for i in range(l.size):
+        li, xi, ei = l[i], x[i], e[i]
+        per_entry[i] = (max(li, zero) - xi * li) + per_entry[i]  # softplus(l) - x l
+        s = (one if li >= zero else ei) / (one + ei)  # sigmoid(l) = exp(min(l, 0)) / (1 + e)
+        dl[i] = (s - xi) / n  # d/dl = (sigmoid(l) - x) / N
+
+
+def bernoulli_nll_rows(logits, x, n: int):
+    """losses._bernoulli_nll_rows in three passes instead of about fifteen.
+
+    The two transcendental functions stay NumPy's (its exp and log1p use SIMD; numba's
+    are one number at a time, four times slower); the rest is one compiled loop. The
+    order of operations is the reference's, so the numbers are the same.
+    """
+    xp = array_namespace(logits)
+    l, xf = logits.reshape(-1), x.reshape(-1)
+    e = np.empty_like(l)
+    _neg_abs(l, e)
+    np.exp(e, out=e)  # e = exp(-|l|), in (0, 1]
+    per_entry = np.log1p(e)  # log(1 + e)
+    dl = np.empty_like(l)
+    _bernoulli_rest(l, xf, e, per_entry, dl, l.dtype.type(n))
+    return xp.sum(per_entry.reshape(logits.shape)) / n, dl.reshape(logits.shape)

@@ -1,0 +1,196 @@
+"""The fused kernels (scratchvae.kernels) against the array-API reference they replace.
+
+On the CPU (numba) a kernel computes the reference's operations in the reference's
+order, so the numbers must be equal bit for bit. On a GPU the CUDA compiler contracts
+a * b + c into one fused multiply-add, so CuPy's agree to rounding.
+
+The numpy-f64 cases of the other test files (test_losses, test_vae) run through these
+kernels too, float64 gradient checks included; the array-api-strict cases run the
+reference.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from scratchvae import backend, kernels
+from scratchvae.gradcheck import check_function
+from scratchvae.losses import bernoulli_nll
+from scratchvae.models import VAE
+from scratchvae.optim import Adam
+
+try:
+    import numba  # noqa: F401
+
+    HAVE_NUMBA = True
+except Exception:
+    HAVE_NUMBA = False
+
+needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason='numba is not installed (pip install -e ".[test]")')
+
+KINDS = [
+    pytest.param("numpy", id="numba", marks=needs_numba),
+    pytest.param("cupy", id="cupy", marks=pytest.mark.gpu),
+]
+
+
+@pytest.fixture(params=KINDS)
+def kind(request):
+    """"numpy" or "cupy": the kind of array the kernels are fed (CuPy skipped where it
+    cannot run)."""
+    if request.param == "cupy":
+        try:
+            backend.use("cupy")
+        except backend.BackendError as exc:
+            pytest.skip(str(exc))
+        finally:
+            backend.use("numpy")
+    return request.param
+
+
+def to_kind(kind, a):
+    if kind == "cupy":
+        import cupy
+
+        return cupy.asarray(a)
+    return np.array(a)
+
+
+def assert_same(kind, actual, expected):
+    actual, expected = backend.to_numpy(actual), backend.to_numpy(expected)
+    if kind == "numpy":
+        np.testing.assert_array_equal(actual, expected)
+    else:
+        rtol = 1e-5 if actual.dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_kernel_equals_the_reference(kind, dtype):
+    rng = np.random.default_rng(0)
+    shapes = {"W": (50, 30), "b": (30,), "one": (1,)}
+    params = {k: to_kind(kind, rng.standard_normal(s).astype(dtype)) for k, s in shapes.items()}
+    ref_params = {k: p.copy() for k, p in params.items()}
+    fused, reference = Adam(lr=0.05), Adam(lr=0.05)
+    for step in range(6):
+        grads = {k: to_kind(kind, rng.standard_normal(s).astype(dtype) * 10.0 ** (step - 3))
+                 for k, s in shapes.items()}
+        grads["W"][0, :] = 0.0  # a zero gradient: the update is 0 / (sqrt(v) + eps), not NaN
+        assert kernels.find("adam", params["W"], grads["W"], params["W"], params["W"]) is not None
+        fused.step(params, grads)
+        with kernels.disabled():
+            reference.step(ref_params, grads)
+        for k in shapes:
+            assert_same(kind, params[k], ref_params[k])
+            assert_same(kind, fused.state["m"][k], reference.state["m"][k])
+            assert_same(kind, fused.state["v"][k], reference.state["v"][k])
+    assert params["W"].dtype == dtype and fused.state["v"]["W"].dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [3, 200])  # 200 x 784 is cut into blocks of rows on NumPy
+def test_bernoulli_kernel_equals_the_reference(kind, dtype, rows):
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((rows, 784)) * 6.0
+    logits[0, :6] = [0.0, -0.0, 1e-9, -1e-9, 88.0, -88.0]  # the branch point; exp(-|l|) tiny
+    x = rng.random((rows, 784))
+    x[1:, ::3] = x[1:, ::3] < 0.5  # binary pixels among grey ones
+    logits, x = to_kind(kind, logits.astype(dtype)), to_kind(kind, x.astype(dtype))
+    assert kernels.find("bernoulli_nll_rows", logits, x) is not None
+    value, dlogits = bernoulli_nll(logits, x)
+    with kernels.disabled():
+        ref_value, ref_dlogits = bernoulli_nll(logits, x)
+    assert_same(kind, value, ref_value)
+    assert_same(kind, dlogits, ref_dlogits)
+    assert dlogits.dtype == dtype and backend.to_numpy(value).dtype == dtype
+
+
+@needs_numba
+def test_fused_bernoulli_gradient_passes_the_float64_check():
+    """The central-difference check, on the kernel itself (random upstream: a scalar)."""
+    rng = np.random.default_rng(2)
+    logits, x = rng.standard_normal((4, 9)) * 3.0, (rng.random((4, 9)) < 0.5).astype(np.float64)
+    assert kernels.find("bernoulli_nll_rows", logits, x) is not None
+    _, dlogits = bernoulli_nll(logits, x)
+    report = check_function(lambda logits: bernoulli_nll(logits, x)[0], {"logits": logits},
+                            {"logits": dlogits}, order=4, h=1e-3)
+    assert report.max_error < 1e-7, report
+
+
+@needs_numba
+def test_training_with_kernels_equals_training_without():
+    """Twenty steps of a VAE: the same parameters to the last bit, kernels on or off."""
+    data = (np.random.default_rng(3).random((64, 30)) < 0.4).astype(np.float32)
+
+    def train():
+        with backend.using("numpy", dtype="float32"):
+            model, opt = VAE(30, hidden=(16,), z_dim=3, seed=5), Adam(lr=1e-2)
+            for step in range(20):
+                model.loss_and_grads(data[(step % 4) * 16:(step % 4 + 1) * 16])
+                opt.step(model.params, model.grads)
+            return {k: v.copy() for k, v in model.params.items()}
+
+    fused = train()
+    with kernels.disabled():
+        reference = train()
+    for k in fused:
+        np.testing.assert_array_equal(fused[k], reference[k], err_msg=k)
+
+
+def test_find_returns_none_where_a_kernel_cannot_walk_the_arrays():
+    a = np.zeros((4, 5), np.float32)
+    assert kernels.find("adam", a, a.astype(np.float64), a, a) is None  # mixed dtypes
+    assert kernels.find("adam", a, a[:, :4].copy(), a, a) is None  # mixed shapes
+    assert kernels.find("adam", a.T, a.T, a.T, a.T) is None  # not C-contiguous
+    assert kernels.find("adam", *(a.astype(np.int32),) * 4) is None  # not floating
+    assert kernels.find("adam", *(a.astype(np.float16),) * 4) is None  # float16: no kernel
+    with backend.using("array_api_strict", dtype="float32"):
+        s = backend.asarray(a)
+        assert kernels.find("adam", s, s, s, s) is None  # the reference runs there
+    with kernels.disabled():
+        assert kernels.find("adam", a, a, a, a) is None
+    with pytest.raises(ValueError, match="unknown kernel 'adamw'.*choose one of"):
+        kernels.find("adamw", a)
+
+
+@needs_numba
+def test_find_gives_the_numba_kernel_for_numpy_arrays_and_status_says_so():
+    a = np.zeros((4, 5), np.float32)
+    assert kernels.find("adam", a, a, a, a) is not None
+    assert kernels.status()["numpy"].startswith("numba ")
+    with kernels.disabled():
+        assert kernels.status()["numpy"].startswith("off")
+    assert kernels.enabled()
+
+
+def _run(code: str, **env) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, **env}, check=True)
+    return out.stdout
+
+
+def test_without_numba_the_reference_runs_and_status_says_why():
+    code = (
+        "import sys; sys.modules['numba'] = None\n"  # as if numba were not installed
+        "import numpy as np\n"
+        "from scratchvae import kernels\n"
+        "from scratchvae.optim import Adam\n"
+        "a = np.ones(3, np.float32)\n"
+        "print(kernels.find('adam', a, a, a, a))\n"
+        "p = {'w': a.copy()}; Adam(lr=0.1).step(p, {'w': a})\n"
+        "print(p['w'].tolist())\n"
+        "print(kernels.status()['numpy'])\n"
+    )
+    lines = _run(code).splitlines()
+    assert lines[0] == "None"
+    assert [float(v) for v in lines[1].strip("[]").split(",")] == [pytest.approx(0.9)] * 3  # 1 - lr sign(g)
+    assert "numba is not installed" in lines[2] and 'pip install "scratchvae[fast]"' in lines[2]
+
+
+def test_environment_variable_turns_kernels_off():
+    out = _run("from scratchvae import kernels; print(kernels.enabled(), kernels.status()['numpy'])",
+               SCRATCHVAE_KERNELS="off")
+    assert out.startswith("False off: array-API reference")
