@@ -5,22 +5,24 @@ from __future__ import annotations
 from array_api_compat import array_namespace, is_cupy_array, is_numpy_array
 
 
-def into(out, f, *args):
-    """out[...] = f(*args), written straight into ``out`` where the backend can.
+def into(out, f, *args, **kwargs):
+    """out[...] = f(*args, **kwargs), written straight into ``out`` where the backend can.
 
     ``f`` is a function of the array namespace that NumPy and CuPy also accept with an
     ``out=`` argument: the elementwise ones (xp.multiply, xp.divide, xp.sqrt, xp.exp,
-    ...) and xp.matmul. On NumPy and CuPy the result goes into ``out`` with no new
-    array (no allocation, one pass over memory); on other namespaces (array-api-strict)
-    f(*args) is computed and copied in, which gives the same numbers. Returns ``out``.
+    ...), xp.matmul and xp.sum. On NumPy and CuPy the result goes into ``out`` with no
+    new array (no allocation, one pass over memory); on other namespaces
+    (array-api-strict) f is computed and copied in, which gives the same numbers.
+    Returns ``out``.
 
     >>> into(buf, xp.multiply, g, g)        # buf = g * g, no temporary
     >>> into(dW, xp.matmul, x.T, dy)        # dW = x^T dy, no temporary
+    >>> into(db, xp.sum, dy, axis=0)        # db = column sums of dy
     """
     if is_numpy_array(out) or is_cupy_array(out):
-        f(*args, out=out)
+        f(*args, out=out, **kwargs)
     else:
-        out[...] = f(*args)
+        out[...] = f(*args, **kwargs)
     return out
 
 

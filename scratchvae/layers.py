@@ -23,7 +23,7 @@ import math
 
 from array_api_compat import array_namespace
 
-from . import backend
+from . import backend, kernels
 from .arrays import into
 from .checks import check_columns, check_ndim
 
@@ -101,7 +101,7 @@ class Dense(Layer):
             self.grads["b"] += xp.sum(dy, axis=0)  # dL/db = sum over rows of dL/dy (H,)
         else:
             into(self.grads["W"], xp.matmul, self.x.T, dy)  # dL/dW = x^T dL/dy, written
-            self.grads["b"][...] = xp.sum(dy, axis=0)  # dL/db = sum over rows of dL/dy
+            into(self.grads["b"], xp.sum, dy, axis=0)  # dL/db = sum over rows of dL/dy
         if not need_dx:
             return None
         return dy @ self.params["W"].T  # dL/dx = dL/dy W^T                 (N, D)
@@ -119,6 +119,9 @@ class ReLU(Layer):
         return self.y
 
     def backward(self, dy):
+        fused = kernels.find("relu_backward", self.y, dy)
+        if fused is not None:  # the same two lines in one compiled pass
+            return fused(self.y, dy)
         xp = array_namespace(dy)
         dx = xp.astype(self.y > 0, dy.dtype)  # dy/dx as 0/1 numbers: 1 where x > 0
         dx *= dy  # dL/dx = dL/dy * dy/dx (a multiply: NumPy's where with a mask is far slower)

@@ -18,7 +18,8 @@ import pytest
 
 from scratchvae import backend, kernels
 from scratchvae.gradcheck import check_function
-from scratchvae.losses import bernoulli_nll
+from scratchvae.layers import ReLU
+from scratchvae.losses import bernoulli_nll, kl_std_normal
 from scratchvae.models import VAE
 from scratchvae.optim import Adam
 
@@ -37,18 +38,26 @@ KINDS = [
 ]
 
 
+def _cupy_or_skip() -> str:
+    try:
+        backend.use("cupy")
+    except backend.BackendError as exc:
+        pytest.skip(str(exc))
+    finally:
+        backend.use("numpy")
+    return "cupy"
+
+
 @pytest.fixture(params=KINDS)
 def kind(request):
     """"numpy" or "cupy": the kind of array the kernels are fed (CuPy skipped where it
     cannot run)."""
-    if request.param == "cupy":
-        try:
-            backend.use("cupy")
-        except backend.BackendError as exc:
-            pytest.skip(str(exc))
-        finally:
-            backend.use("numpy")
-    return request.param
+    return _cupy_or_skip() if request.param == "cupy" else request.param
+
+
+@pytest.fixture
+def kind_cupy():
+    return _cupy_or_skip()
 
 
 def to_kind(kind, a):
@@ -106,6 +115,42 @@ def test_bernoulli_kernel_equals_the_reference(kind, dtype, rows):
     assert_same(kind, value, ref_value)
     assert_same(kind, dlogits, ref_dlogits)
     assert dlogits.dtype == dtype and backend.to_numpy(value).dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_kernel_equals_the_reference(kind, dtype):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((37, 50))
+    x[0, :5] = [0.0, -0.0, 1e-30, -1e-30, 5.0]  # y = 0 exactly: no gradient through it
+    x, dy = to_kind(kind, x.astype(dtype)), to_kind(kind, rng.standard_normal((37, 50)).astype(dtype))
+    relu = ReLU()
+    y = relu.forward(x)
+    assert kernels.find("relu_backward", y, dy) is not None
+    dx = relu.backward(dy)
+    with kernels.disabled():
+        ref = relu.backward(dy)
+    assert_same(kind, dx, ref)
+    assert dx.dtype == dtype and dx is not dy
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kl_kernel_equals_the_reference_on_cupy(kind_cupy, dtype):
+    rng = np.random.default_rng(5)
+    mu = to_kind("cupy", rng.standard_normal((64, 20)).astype(dtype))
+    logvar = to_kind("cupy", (rng.standard_normal((64, 20)) * 3).astype(dtype))
+    assert kernels.find("kl_std_normal", mu, logvar) is not None
+    fused = kl_std_normal(mu, logvar)
+    with kernels.disabled():
+        reference = kl_std_normal(mu, logvar)
+    for a, b in zip(fused, reference):
+        assert_same("cupy", a, b)
+
+
+def test_kl_has_no_cpu_kernel():
+    """On the CPU the latent arrays are (N, 20): too small for a kernel to pay."""
+    a = np.zeros((8, 3))
+    assert kernels.find("kl_std_normal", a, a) is None
 
 
 @needs_numba

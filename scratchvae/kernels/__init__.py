@@ -10,6 +10,10 @@ same order of operations, in one pass (or three):
     kernel                 reference it replaces                  tested against it
     "adam"                 optim.Adam._update                     bit for bit on the CPU
     "bernoulli_nll_rows"   losses._bernoulli_nll_rows             bit for bit on the CPU
+    "relu_backward"        layers.ReLU.backward                   bit for bit on the CPU
+    "kl_std_normal"        losses.kl_std_normal (CuPy only: on    to rounding on a GPU
+                           the CPU its arrays are too small to
+                           gain)
 
     NumPy arrays, numba installed     numba, compiled on first use, cached on disk
                                       (``pip install "scratchvae[fast]"``)
@@ -41,7 +45,7 @@ import functools
 import importlib
 import os
 
-NAMES = ("adam", "bernoulli_nll_rows")
+NAMES = ("adam", "bernoulli_nll_rows", "relu_backward", "kl_std_normal")
 
 _enabled = os.environ.get("SCRATCHVAE_KERNELS", "auto").strip().lower() not in ("off", "0", "false", "no")
 
@@ -113,7 +117,7 @@ def find(name: str, *arrays):
     if kind is None:
         return None
     module, _ = _load(kind)
-    return None if module is None else getattr(module, name)
+    return None if module is None else getattr(module, name, None)  # not every kernel everywhere
 
 
 def status() -> dict:

@@ -75,3 +75,17 @@ def bernoulli_nll_rows(logits, x, n: int):
     dl = np.empty_like(l)
     _bernoulli_rest(l, xf, e, per_entry, dl, l.dtype.type(n))
     return xp.sum(per_entry.reshape(logits.shape)) / n, dl.reshape(logits.shape)
+
+
+@_jit
+def _relu_backward_loop(y, dy, dx):
+    zero, one = y.dtype.type(0.0), y.dtype.type(1.0)
+    for i in range(y.size):
+        dx[i] = (one if y[i] > zero else zero) * dy[i]  # dL/dx = [y > 0] dL/dy
+
+
+def relu_backward(y, dy):
+    """layers.ReLU.backward in one pass instead of two (a 0/1 mask, then a multiply)."""
+    dx = np.empty_like(dy)
+    _relu_backward_loop(y.reshape(-1), dy.reshape(-1), dx.reshape(-1))
+    return dx

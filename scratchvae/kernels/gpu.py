@@ -44,3 +44,36 @@ def bernoulli_nll_rows(logits, x, n: int):
     """losses._bernoulli_nll_rows in one launch (and a sum) instead of about fifteen."""
     per_entry, dl = _bernoulli_kernel(logits, x, logits.dtype.type(n))
     return cupy.sum(per_entry) / n, dl
+
+
+_relu_backward_kernel = cupy.ElementwiseKernel(
+    "T y, T dy",
+    "T dx",
+    "dx = (y > (T)0 ? (T)1 : (T)0) * dy;  // dL/dx = [y > 0] dL/dy",
+    "scratchvae_relu_backward",
+)
+
+
+def relu_backward(y, dy):
+    """layers.ReLU.backward in one launch instead of three."""
+    return _relu_backward_kernel(y, dy)
+
+
+_kl_kernel = cupy.ElementwiseKernel(
+    "T mu, T logvar, T n",
+    "T per_entry, T dmu, T dlogvar",
+    """
+    T var = exp(logvar);                         // sigma^2
+    per_entry = mu * mu + var - (T)1 - logvar;   // 2 KL per latent dimension
+    dmu = mu / n;                                // d KL / d mu
+    dlogvar = (T)0.5 * (var - (T)1) / n;         // d KL / d logvar
+    """,
+    "scratchvae_kl_std_normal",
+)
+
+
+def kl_std_normal(mu, logvar):
+    """losses.kl_std_normal in one launch (and a sum) instead of about twelve."""
+    n = mu.shape[0]
+    per_entry, dmu, dlogvar = _kl_kernel(mu, logvar, mu.dtype.type(n))
+    return 0.5 * cupy.sum(per_entry) / n, dmu, dlogvar
