@@ -45,21 +45,24 @@ class Optimizer:
         self.scratch: dict = {}  # name -> tuple of scratch arrays
 
     def _buffers(self, name, p) -> tuple:
-        xp = array_namespace(p)
         for s in self.slots:
-            if name not in self.state[s]:
-                self.state[s][name] = xp.zeros_like(p)
+            if name not in self.state[s]:  # the first step: the state starts at zero
+                self.state[s][name] = array_namespace(p).zeros_like(p)
         work = self.scratch.get(name)
         if self.n_scratch and (work is None or work[0].shape != p.shape or work[0].dtype != p.dtype):
-            work = self.scratch[name] = tuple(xp.empty_like(p) for _ in range(self.n_scratch))
+            work = self.scratch[name] = tuple(array_namespace(p).empty_like(p) for _ in range(self.n_scratch))
         return tuple(self.state[s][name] for s in self.slots) + (work or ())
 
     def step(self, params: dict, grads: dict) -> None:
         """One update of every parameter, in place."""
         _check_keys(params, grads)
         self.t += 1
+        self._start_step()
         for name, p in params.items():
             self._update(p, grads[name], *self._buffers(name, p))
+
+    def _start_step(self) -> None:
+        """Once per step, before the updates (numbers shared by every parameter)."""
 
     def _update(self, p, g, *buffers):
         raise NotImplementedError
@@ -140,15 +143,18 @@ class Adam(Optimizer):
         self.b1, self.b2 = (float(b) for b in betas)
         self.eps = float(eps)
 
-    def _update(self, p, g, m, v, buf):
-        xp = array_namespace(p)
+    def _start_step(self) -> None:
         c2 = math.sqrt(1.0 - self.b2 ** self.t)  # sqrt(1 - b2^t)
-        a = self.lr * c2 / (1.0 - self.b1 ** self.t)
-        eps_t = self.eps * c2
+        self._a = self.lr * c2 / (1.0 - self.b1 ** self.t)
+        self._eps_t = self.eps * c2
+
+    def _update(self, p, g, m, v, buf):
+        a, eps_t = self._a, self._eps_t
         fused = kernels.find("adam", p, g, m, v)
         if fused is not None:  # the same formula in one compiled pass
             fused(p, g, m, v, b1=self.b1, b2=self.b2, a=a, eps_t=eps_t)
             return
+        xp = array_namespace(p)
         into(buf, xp.multiply, g, 1.0 - self.b1)  # buf = (1 - b1) g
         m *= self.b1
         m += buf  # m <- b1 m + (1 - b1) g
