@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from scratchvae import backend, bench, cli
+from scratchvae import backend, bench, cli, kernels
 from scratchvae.arrays import into
 from scratchvae.layers import Dense, Layer, ReLU, Sequential, Tanh
 from scratchvae.models import VAE
@@ -206,6 +206,7 @@ def test_bench_runs_and_returns_finite_numbers():
     assert s["dtypes"] == ["float32"]
     assert set(s["breakdown_ms"]) == {"data", "forward", "backward", "optimizer", "other"}
     assert "digits" in bench.table(result) and "matmul floor" in bench.table(result)
+    assert result["kernels"] == kernels.status()["numpy"]  # what ran is on record
 
 
 def test_cli_bench_writes_json(tmp_path, capsys):
@@ -215,7 +216,8 @@ def test_cli_bench_writes_json(tmp_path, capsys):
     assert code == 0
     result = json.loads(out.read_text())
     assert result["backend"] == "numpy" and result["runs"][0]["scratchvae"]["step_ms"] > 0
-    assert "matmul floor" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "matmul floor" in printed and f"kernels: {result['kernels']}" in printed
 
 
 def test_memory_probe_in_a_child_process():
