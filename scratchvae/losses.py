@@ -62,7 +62,9 @@ def bernoulli_nll(logits, x, check: bool = True):
         check_finite(x, "x")
         check_finite(logits, "logits")
         check_unit_interval(x, "x")
-    rows_nll = kernels.find("bernoulli_nll_rows", logits, x) or _bernoulli_nll_rows  # fused?
+    # The arithmetic of a block of rows: _bernoulli_nll_rows below, or the same in one
+    # compiled pass where scratchvae.kernels has one for these arrays (equal numbers).
+    rows_nll = kernels.find("bernoulli_nll_rows", logits, x) or _bernoulli_nll_rows
     blocks = row_blocks(logits)
     if len(blocks) == 1:
         return rows_nll(logits, x, N)

@@ -5,7 +5,7 @@ The array-API code is the reference: it is what a student reads, and it runs on 
 backend. Each of its lines is one pass over memory, so Adam's update of a 784x400
 weight reads and writes 313,600 numbers twelve times, and the Bernoulli loss makes
 about fifteen passes over the logits. A kernel here computes the same formula, in the
-same order of operations, in one pass (or three):
+same order of operations, in one pass (or a few):
 
     kernel                 reference it replaces                  tested against it
     "adam"                 optim.Adam._update                     bit for bit on the CPU
