@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from scratchvae import cli
+from scratchvae import cli, kernels
 
 FIGURES = ["curves.png", "reconstructions.png", "samples.png", "latent.png", "manifold.png"]
 FILES = ["model.npz", "config.json", "history.csv", "metrics.json", *FIGURES]
@@ -65,6 +65,7 @@ def test_info(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
     assert "scratchvae" in out and "backend:" in out and "data cache:" in out
+    assert f"kernels:     NumPy: {kernels.status()['numpy']}" in out  # numba's version, or why not
 
 
 def _one_line_error(capsys, argv, pattern):
