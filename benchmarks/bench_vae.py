@@ -69,6 +69,8 @@ def _figures(run, B: int) -> dict:
 
 
 def run_all(args) -> dict:
+    if args.no_kernels:
+        sb.turn_off_kernels()
     thread_note = sb.set_threads(args.threads or None)
     retained = backend.retain_freed_memory() if args.retain_freed_memory else False
     b = backend.use(args.backend, dtype="float32")
@@ -196,6 +198,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
     p.add_argument("--retain-freed-memory", action="store_true",
                    help="glibc keeps freed memory (scratchvae.backend.retain_freed_memory), for every framework")
+    p.add_argument("--no-kernels", action="store_true",
+                   help="scratchvae without its fused kernels: the array-API reference alone")
     p.add_argument("--out", default=None, help="JSON file for every figure")
     args = p.parse_args(argv)
     try:

@@ -129,6 +129,13 @@ def gpu_info() -> dict:
         return {"gpu": f"none ({type(exc).__name__})"}
 
 
+def turn_off_kernels() -> None:
+    """Time the array-API reference alone: no fused kernels in this process, nor in the
+    memory probes it starts (they read SCRATCHVAE_KERNELS)."""
+    os.environ["SCRATCHVAE_KERNELS"] = "off"
+    kernels.enable(False)
+
+
 def fused_kernels(backend_name: str) -> str:
     """What runs the fused kernels on this backend (``scratchvae.kernels.status``)."""
     return kernels.status().get(backend_name, "array-API reference: no kernels for this backend")
@@ -578,11 +585,16 @@ def add_arguments(p: argparse.ArgumentParser, with_backend: bool = True) -> None
     p.add_argument("--retain-freed-memory", action="store_true",
                    help="glibc keeps freed memory for reuse (scratchvae.backend.retain_freed_memory): "
                         "no page faults from re-made arrays")
+    p.add_argument("--no-kernels", action="store_true",
+                   help="time the array-API reference alone, without scratchvae.kernels "
+                        "(as SCRATCHVAE_KERNELS=off)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
 
 
 def run_from_args(args) -> int:
     """Run with parsed options (``python -m scratchvae.bench`` and ``scratchvae bench``)."""
+    if args.no_kernels:
+        turn_off_kernels()
     if getattr(args, "probe_memory", False):
         set_threads(args.threads or None)
         if args.retain_freed_memory:

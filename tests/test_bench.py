@@ -5,6 +5,7 @@ gradients, Adam's in-place update, float32 throughout."""
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -218,6 +219,18 @@ def test_cli_bench_writes_json(tmp_path, capsys):
     assert result["backend"] == "numpy" and result["runs"][0]["scratchvae"]["step_ms"] > 0
     printed = capsys.readouterr().out
     assert "matmul floor" in printed and f"kernels: {result['kernels']}" in printed
+
+
+def test_cli_bench_without_kernels_times_the_reference(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCRATCHVAE_KERNELS", "auto")  # restored after the test
+    out = tmp_path / "bench.json"
+    try:
+        assert cli.main(["bench", "--workloads", "digits", "--steps", "2", "--repeats", "1", "--warmup", "1",
+                         "--no-memory", "--threads", "0", "--no-kernels", "--json", str(out)]) == 0
+        assert os.environ["SCRATCHVAE_KERNELS"] == "off"  # memory probes would inherit it
+    finally:
+        kernels.enable(True)
+    assert json.loads(out.read_text())["kernels"].startswith("off: array-API reference")
 
 
 def test_memory_probe_in_a_child_process():
