@@ -405,9 +405,10 @@ def settle() -> None:
 def rewarm(run) -> None:
     """A few untimed steps before each timed round: the run before it (another
     framework's, and the pause) left this run's arrays out of the caches, and training
-    does not pause. Interleaved with PyTorch, scratchvae's optimizer phase measured 1.0
-    to 1.4 ms per step at 784-400-20, batch 128, without this, 0.8 ms with it, and 0.58
-    ms in a process that trains alone."""
+    does not pause. It helps, without removing the effect: interleaved with PyTorch,
+    scratchvae's optimizer phase (784-400-20, batch 128) measured 1.0 to 1.4 ms per step
+    without this and 0.76 to 1.4 ms with it, against 0.58 ms in a process that trains
+    alone (the phase that streams the most memory varies the most)."""
     run.steps(REWARM_STEPS)
 
 

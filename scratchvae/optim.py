@@ -144,12 +144,13 @@ class Adam(Optimizer):
         self.eps = float(eps)
 
     def _start_step(self) -> None:
+        """The bias corrections of step t, folded into a and eps_t (see above)."""
         c2 = math.sqrt(1.0 - self.b2 ** self.t)  # sqrt(1 - b2^t)
         self._a = self.lr * c2 / (1.0 - self.b1 ** self.t)
         self._eps_t = self.eps * c2
 
     def _update(self, p, g, m, v, buf):
-        a, eps_t = self._a, self._eps_t
+        a, eps_t = self._a, self._eps_t  # from _start_step: the same for every parameter
         fused = kernels.find("adam", p, g, m, v)
         if fused is not None:  # the same formula in one compiled pass
             fused(p, g, m, v, b1=self.b1, b2=self.b2, a=a, eps_t=eps_t)
