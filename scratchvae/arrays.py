@@ -44,14 +44,15 @@ def unbroadcast(g, shape):
 def logsumexp(a, axis: int, keepdims: bool = False):
     """log sum_i exp(a_i) along ``axis``, stably: m + log sum_i exp(a_i - m), m = max_i a_i.
 
-    Rows that are all -inf give -inf (not NaN).
+    Rows that are all -inf give -inf (not NaN); a row with +inf gives +inf; a row with a
+    NaN gives NaN (a diverged model must not look like a certain one).
     """
     xp = array_namespace(a)
-    m = xp.max(a, axis=axis, keepdims=True)
-    m = xp.where(xp.isfinite(m), m, 0.0)  # an all -inf row: shift by 0, sum = 0
+    m = xp.max(a, axis=axis, keepdims=True)  # NaN if the row holds one
+    m = xp.where(xp.isinf(m), 0.0, m)  # an all -inf row, or a +inf entry: shift by 0
     s = xp.sum(xp.exp(a - m), axis=axis, keepdims=True)
     # log(0) = -inf, taken by hand: xp.log(0) would raise numpy's divide-by-zero warning
-    out = xp.where(s > 0, m + xp.log(xp.where(s > 0, s, 1.0)), -xp.inf)
+    out = xp.where(s == 0, -xp.inf, m + xp.log(xp.where(s > 0, s, 1.0)))
     return out if keepdims else xp.squeeze(out, axis=axis)
 
 

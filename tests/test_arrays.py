@@ -62,6 +62,13 @@ def test_logsumexp_is_stable(bk):
     assert got[3] == -np.inf  # an all -inf row gives -inf, not NaN
 
 
+def test_logsumexp_keeps_nan_and_inf(bk):
+    """A NaN (a diverged model) stays NaN, never -inf (a certain "impossible"); +inf stays +inf."""
+    a = A(np.array([[0.0, np.nan, 1.0], [0.0, np.inf, 1.0], [np.nan, np.nan, np.nan]]))
+    got = host(logsumexp(a, axis=1))
+    assert np.isnan(got[0]) and got[1] == np.inf and np.isnan(got[2])
+
+
 # -- checks ---------------------------------------------------------------------------------
 
 
