@@ -183,6 +183,16 @@ def test_kmeans_plusplus_and_kmeans(bk, hrng):
                                rtol=tol(bk, 1e-10, 1e-4))
 
 
+@pytest.mark.parametrize("max_iter", [0, 1, 2])
+def test_kmeans_labels_belong_to_the_centres_it_returns(bk, hrng, max_iter):
+    """Also when the iterations run out before the labels settle."""
+    X = hrng.normal(size=(60, 2))
+    centers, labels, inertia = kmeans(backend.asarray(X), 4, seed=0, max_iter=max_iter)
+    d = ((X[:, None, :] - host(centers)[None, :, :]) ** 2).sum(axis=2)
+    np.testing.assert_array_equal(host(labels), d.argmin(axis=1))
+    np.testing.assert_allclose(float(inertia), d.min(axis=1).sum(), rtol=tol(bk, 1e-10, 1e-4))
+
+
 def test_bad_input(bk, hrng):
     X, _ = _mixture(hrng)
     with pytest.raises(ValueError, match="more than n_samples"):

@@ -99,5 +99,7 @@ def kmeans(X, n_clusters: int, seed: int | None = 0, max_iter: int = 100):
         sums = R.T @ X                                     # (K, D)
         keep = counts[:, None] == 0
         centers = xp.where(keep, centers, sums / xp.where(keep, 1.0, counts[:, None]))
-    inertia = xp.sum(xp.min(sq_distances(X, centers), axis=1))
+    d = sq_distances(X, centers)
+    labels = xp.argmin(d, axis=1)  # the labels of the centres returned (also at max_iter)
+    inertia = xp.sum(xp.min(d, axis=1))
     return centers, labels, inertia
