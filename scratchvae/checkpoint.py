@@ -84,6 +84,12 @@ def read(path) -> dict:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}; train first (`scratchvae train --out DIR`) or check the path")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; pass the checkpoint in it, e.g. {path / 'model.npz'}")
+    with open(path, "rb") as f:
+        if f.read(2) != b"PK":  # every .npz is a zip archive; np.load would try pickle next
+            raise CheckpointError(f"{path} is not a scratchvae checkpoint (not an .npz archive); "
+                                  "pass a file written by scratchvae")
     try:
         with np.load(path, allow_pickle=False) as f:
             files = set(f.files)

@@ -1,7 +1,7 @@
 """The minibatch training loop, for any model with ``loss_and_grads``.
 
     trainer = Trainer(model, Adam(lr=1e-3), batch_size=128, seed=0)
-    history = trainer.fit(x_train, x_val, epochs=20, checkpoint="run/model.npz")
+    history = trainer.fit(x_train, x_val, epochs=20, checkpoint_path="run/model.npz")
 
 What it adds to the bare loop ``loss_and_grads`` + ``opt.step``:
 - shuffling from a seeded generator, so one seed gives the same run every time;
@@ -100,6 +100,7 @@ class Trainer:
         steps_per_epoch = len(batches)
         from tqdm.auto import tqdm
 
+        saved = None  # the checkpoint written by this call, once an epoch has ended well
         for _ in range(int(epochs)):
             t0 = time.perf_counter()
             perm = self.rng.permutation(N)
@@ -131,7 +132,9 @@ class Trainer:
                 raise TrainingDiverged(
                     f"the loss became NaN or infinite at step {bad} (epoch {self.epoch + 1}); "
                     "training stopped. Lower the learning rate or check the data"
-                    + (f"; the last good checkpoint is {checkpoint_path}" if checkpoint_path else "")
+                    + (f"; the last good checkpoint is {saved}" if saved else
+                       "; this fit wrote no checkpoint (it diverged in its first epoch)"
+                       if checkpoint_path else "")
                 )
             self.epoch += 1
             record = {"epoch": self.epoch, "time": time.perf_counter() - t0, "beta": self.beta()}
@@ -142,6 +145,7 @@ class Trainer:
                 self.history.setdefault(k, []).append(v)
             if checkpoint_path is not None:
                 self.save(checkpoint_path)
+                saved = checkpoint_path
             if self.callback is not None:
                 self.callback(self, record)
         return self.history

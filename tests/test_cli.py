@@ -50,6 +50,28 @@ def test_history_and_config(run):
     assert config["dataset"] == "digits" and config["model"]["z_dim"] == 2
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--epochs", "0"], "argument --epochs: expected a positive integer, got '0'"),
+    (["train", "--z-dim", "-1"], "argument --z-dim: expected a positive integer, got '-1'"),
+    (["train", "--hidden", "64", "0"], "argument --hidden: expected a positive integer, got '0'"),
+    (["sample", "m.npz", "--n", "two"], "argument --n: expected a positive integer, got 'two'"),
+    (["evaluate", "m.npz", "--k", "0"], "argument --k: expected a positive integer, got '0'"),
+    (["bench", "--repeats", "0"], "argument --repeats: expected a positive integer, got '0'"),
+])
+def test_counts_must_be_positive(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_config_records_the_backend_and_data_set_that_ran(tmp_path, monkeypatch):
+    monkeypatch.delenv("SCRATCHVAE_BACKEND", raising=False)
+    assert cli.main(["train", "--out", str(tmp_path), "--epochs", "1", "--hidden", "8", "--iwae-k", "5",
+                     "--eval-samples", "2", "--quiet"]) == 0  # no --backend: the default is used
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["backend"] == "numpy" and config["dataset"] == "digits" and config["dtype"] == "float32"
+
+
 def test_commands_from_a_checkpoint(run, tmp_path, capsys):
     ck = str(run / "model.npz")
     assert cli.main(["sample", ck, "--n", "16", "--out", str(tmp_path / "s.png")]) == 0
@@ -83,6 +105,8 @@ def test_errors_are_one_clear_line(tmp_path, capsys):
     _one_line_error(capsys, ["train", "--out", str(blocker / "sub")], "cannot write to")
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a checkpoint")
+    _one_line_error(capsys, ["sample", str(bad)], "not a scratchvae checkpoint (not an .npz archive)")
+    bad.write_bytes(b"PK\x03\x04 a zip archive cut short")
     _one_line_error(capsys, ["sample", str(bad)], "damaged or truncated")
     _one_line_error(capsys, ["evaluate", str(tmp_path / "none.npz")], "no checkpoint at")
 

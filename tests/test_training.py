@@ -106,6 +106,15 @@ def test_divergence_from_a_huge_learning_rate_is_named():
         t.fit(_data() * 50, epochs=5)
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_divergence_in_the_first_epoch_says_no_checkpoint_was_written_by_it(tmp_path):
+    model = VAE(12, hidden=(16,), z_dim=2, likelihood="gaussian", seed=0)
+    t = Trainer(model, SGD(1e6), batch_size=32, progress=False, log_every=1)
+    with pytest.raises(TrainingDiverged, match="this fit wrote no checkpoint"):
+        t.fit(_data() * 50, epochs=5, checkpoint_path=tmp_path / "model.npz")
+    assert not (tmp_path / "model.npz").exists()
+
+
 def test_progress_bar_can_be_turned_off(capsys):
     _trainer(progress=False).fit(_data(), epochs=1)
     assert capsys.readouterr().err == ""
