@@ -37,6 +37,7 @@ sys.path.insert(0, str(HERE.parent))  # run from a checkout
 
 from scratchvae import backend  # noqa: E402
 from scratchvae import bench as sb  # noqa: E402
+from scratchvae.checks import positive_int  # noqa: E402
 
 
 def _torch_or_none(device: str):
@@ -188,7 +189,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=100,
                    help="steps per timed 'epoch' (default 100, or a whole epoch if that is shorter; "
                         "0: a whole epoch); figures are scaled to 60,000 examples")
-    p.add_argument("--epochs-timed", type=int, default=11,
+    p.add_argument("--epochs-timed", type=positive_int, default=11,
                    help="timed rounds per framework, interleaved; medians reported (default: 11)")
     p.add_argument("--warmup", type=int, default=30, help="warm-up steps per framework")
     p.add_argument("--breakdown-steps", type=int, default=20, help="steps per breakdown round")

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import __version__, backend, kernels
+from .checks import positive_int
 
 EPOCH = 60_000  # examples per epoch (MNIST's training set)
 PHASES = ("data", "forward", "backward", "optimizer", "other")
@@ -574,12 +575,12 @@ def add_arguments(p: argparse.ArgumentParser, with_backend: bool = True) -> None
                        help="array backend to time (default: numpy)")
     p.add_argument("--workloads", nargs="+", default=["mnist", "digits"], choices=sorted(WORKLOADS),
                    help="what to time (default: mnist digits)")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=None,
+    p.add_argument("--batch-sizes", type=positive_int, nargs="+", default=None,
                    help="batch sizes of the mnist workload (default: 128 1024)")
-    p.add_argument("--digits-batch-size", type=int, default=64, help="batch size of the digits workload (default: 64)")
-    p.add_argument("--steps", type=int, default=None,
+    p.add_argument("--digits-batch-size", type=positive_int, default=64, help="batch size of the digits workload (default: 64)")
+    p.add_argument("--steps", type=positive_int, default=None,
                    help="steps per timed epoch (default: a full epoch of 60,000 examples); figures are scaled to 60,000")
-    p.add_argument("--repeats", type=int, default=5, help="timed epochs; the median is reported (default: 5)")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed epochs; the median is reported (default: 5)")
     p.add_argument("--warmup", type=int, default=20, help="warm-up steps (default: 20)")
     p.add_argument("--threads", type=int, default=2, help="BLAS threads, 0 for the library default (default: 2)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes (child processes)")

@@ -6,7 +6,18 @@ checked once up front.
 
 from __future__ import annotations
 
+import argparse
+import numbers
+
 from array_api_compat import array_namespace
+
+
+def check_positive_int(n, name: str) -> int:
+    """Return ``n`` as an int; raise ValueError unless it is a positive integer (Python's
+    or NumPy's; not a bool, not a float)."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"{name} must be a positive integer, got {n!r}")
+    return int(n)
 
 
 def check_ndim(x, ndim: int, name: str, shape_hint: str) -> None:
@@ -47,6 +58,25 @@ def check_finite(x, name: str) -> None:
             f"{name} contains {n_bad} NaN or infinite value(s); remove or impute them first "
             "(if this is a model output, training has diverged: lower the learning rate)"
         )
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type for counts (epochs, sizes, samples): a positive integer, or
+    a usage error that says so."""
+    try:
+        return check_positive_int(int(text), "the value")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+
+
+def check_data(x, n_columns: int, what: str, unit_interval: bool, name: str = "x") -> None:
+    """All checks of a data set for a model, once: (N, D) with D = ``n_columns``, finite,
+    and in [0, 1] where the likelihood is Bernoulli (``unit_interval``)."""
+    check_ndim(x, 2, name, "(N, D)")
+    check_columns(x, n_columns, name, what)
+    check_finite(x, name)
+    if unit_interval:
+        check_unit_interval(x, name)
 
 
 def check_unit_interval(x, name: str) -> None:

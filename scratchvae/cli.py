@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, backend, checkpoint, datasets, kernels
+from .checks import positive_int
 
 EXAMPLES = {
     "train": """examples:
@@ -74,9 +75,9 @@ def _train(args) -> int:
                       kl_warmup=args.kl_warmup, binarize="dynamic" if args.binarize == "dynamic" else None,
                       seed=args.seed, progress=not args.quiet)
     trainer.extra = {"data": {"name": ds.name, "split_seed": args.seed, "binarize": args.binarize,
-                              "data_dir": args.data_dir}}
-    config = {"version": __version__, "backend": b.name, "dtype": b.dtype_name, "dataset": ds.name,
-              **{k: v for k, v in vars(args).items() if k not in ("func",)}, "model": model.config}
+                              "data_dir": args.data_dir, "image_shape": list(ds.image_shape)}}
+    config = {"version": __version__, **{k: v for k, v in vars(args).items() if k not in ("func",)},
+              "backend": b.name, "dtype": b.dtype_name, "dataset": ds.name, "model": model.config}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
     from tqdm.auto import tqdm
@@ -275,20 +276,20 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="runs/digits", help="output folder (default: runs/digits)")
     t.add_argument("--dataset", default="digits", help=f"one of {', '.join(datasets.available())} (default: digits)")
     t.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (default: $SCRATCHVAE_DATA or the cache)")
-    t.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer sizes (default: 256)")
-    t.add_argument("--z-dim", type=int, default=2, help="latent dimension (default: 2, for the latent map and manifold)")
+    t.add_argument("--hidden", type=positive_int, nargs="+", default=[256], help="hidden layer sizes (default: 256)")
+    t.add_argument("--z-dim", type=positive_int, default=2, help="latent dimension (default: 2, for the latent map and manifold)")
     t.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default="bernoulli", help="decoder likelihood")
     t.add_argument("--decoder-logvar", type=float, default=None,
                    help="Gaussian decoder: fixed log-variance (default: learned per pixel)")
     t.add_argument("--activation", default="relu", help="hidden activation (default: relu)")
-    t.add_argument("--samples", type=int, default=1, help="L, samples of z per example in the ELBO (default: 1)")
-    t.add_argument("--epochs", type=int, default=300, help="epochs (default: 300, about 10 s for digits on 2 cores)")
-    t.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
+    t.add_argument("--samples", type=positive_int, default=1, help="L, samples of z per example in the ELBO (default: 1)")
+    t.add_argument("--epochs", type=positive_int, default=300, help="epochs (default: 300, about 10 s for digits on 2 cores)")
+    t.add_argument("--batch-size", type=positive_int, default=64, help="batch size (default: 64)")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     t.add_argument("--kl-warmup", type=int, default=0, help="steps over which the KL weight rises 0 -> 1 (default: 0)")
     t.add_argument("--binarize", choices=["fixed", "dynamic"], default=None, help="binarize pixels (default: grey levels)")
-    t.add_argument("--iwae-k", type=int, default=1000, help="importance samples for the test log-likelihood (default: 1000)")
-    t.add_argument("--eval-samples", type=int, default=10, help="samples per example for the reported ELBOs (default: 10)")
+    t.add_argument("--iwae-k", type=positive_int, default=1000, help="importance samples for the test log-likelihood (default: 1000)")
+    t.add_argument("--eval-samples", type=positive_int, default=10, help="samples per example for the reported ELBOs (default: 10)")
     t.add_argument("--seed", type=int, default=0, help="seed of split, weights, noise and shuffling (default: 0)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -296,14 +297,14 @@ def _parser() -> argparse.ArgumentParser:
                                          ("reconstruct", "test images beside their reconstructions", _reconstruct, 10)):
         s = command(name, help_, func)
         s.add_argument("checkpoint", help="a model.npz written by `scratchvae train`")
-        s.add_argument("--n", type=int, default=default_n, help=f"how many images (default: {default_n})")
+        s.add_argument("--n", type=positive_int, default=default_n, help=f"how many images (default: {default_n})")
         s.add_argument("--out", default=None, help="PNG to write (default: beside the checkpoint)")
         s.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
 
     e = command("evaluate", "negative ELBO and importance-weighted log-likelihood from a checkpoint", _evaluate)
     e.add_argument("checkpoint", help="a model.npz written by `scratchvae train`")
-    e.add_argument("--k", type=int, default=1000, help="importance samples per example (default: 1000)")
-    e.add_argument("--samples", type=int, default=10, help="samples per example for the ELBO (default: 10)")
+    e.add_argument("--k", type=positive_int, default=1000, help="importance samples per example (default: 1000)")
+    e.add_argument("--samples", type=positive_int, default=10, help="samples per example for the ELBO (default: 10)")
     e.add_argument("--split", choices=["train", "val", "test"], default="test", help="which split (default: test)")
     e.add_argument("--seed", type=int, default=0, help="seed of the Monte-Carlo draws (default: 0)")
 

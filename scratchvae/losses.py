@@ -12,15 +12,14 @@ validated its data once may pass ``check=False``.
 
 from __future__ import annotations
 
-import math
 
 from array_api_compat import array_namespace
 
 from . import kernels
 from .arrays import into, row_blocks, unbroadcast
 from .checks import check_finite, check_same_shape, check_unit_interval
+from .densities import LOG_2PI
 
-LOG_2PI = math.log(2.0 * math.pi)
 
 
 def _batch_size(x) -> int:

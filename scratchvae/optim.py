@@ -56,6 +56,10 @@ class Optimizer:
     def step(self, params: dict, grads: dict) -> None:
         """One update of every parameter, in place."""
         _check_keys(params, grads)
+        for name, p in params.items():
+            if grads[name].shape != p.shape:  # an in-place update would broadcast it silently
+                raise ValueError(f"gradient {name!r} has shape {grads[name].shape} but the parameter has "
+                                 f"shape {p.shape}; pass the gradient of each parameter")
         self.t += 1
         self._start_step()
         for name, p in params.items():
@@ -101,6 +105,8 @@ class SGD(Optimizer):
     """
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0):
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.momentum = float(momentum)
         self.slots = ("velocity",) if momentum else ()
         super().__init__(lr)
@@ -141,6 +147,10 @@ class Adam(Optimizer):
     def __init__(self, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
         super().__init__(lr)
         self.b1, self.b2 = (float(b) for b in betas)
+        if not (0.0 <= self.b1 < 1.0 and 0.0 <= self.b2 < 1.0):
+            raise ValueError(f"betas must lie in [0, 1) (the bias correction divides by 1 - b^t), got {betas}")
+        if not eps >= 0.0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
         self.eps = float(eps)
 
     def _start_step(self) -> None:

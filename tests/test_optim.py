@@ -152,6 +152,25 @@ def test_bad_arguments():
         SGD(lr=-0.1)
 
 
+@pytest.mark.parametrize("make, message", [
+    (lambda: Adam(betas=(1.0, 0.999)), r"betas must lie in \[0, 1\)"),
+    (lambda: Adam(betas=(0.9, -0.1)), r"betas must lie in \[0, 1\)"),
+    (lambda: Adam(eps=-1e-8), r"eps must be >= 0"),
+    (lambda: SGD(momentum=-0.5), r"momentum must be in \[0, 1\)"),
+])
+def test_bad_hyperparameters_are_refused(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.parametrize("make", [lambda: SGD(lr=0.1), lambda: Adam()])
+def test_a_gradient_of_the_wrong_shape_is_refused_not_broadcast(bk, make):
+    p = {"W": A(np.ones((3, 4)))}
+    with pytest.raises(ValueError, match=r"gradient 'W' has shape \(4,\) but the parameter has shape \(3, 4\)"):
+        make().step(p, {"W": A(np.ones(4))})
+    np.testing.assert_array_equal(host(p["W"]), np.ones((3, 4)))  # untouched
+
+
 def test_mismatched_names(bk):
     opt = SGD(lr=0.1)
     with pytest.raises(KeyError, match=r"params and grads must have the same names; these differ: \['b', 'c'\]"):

@@ -106,6 +106,7 @@ def test_bad_input(bk, hrng):
         PCA(2).fit(bad)
     with pytest.raises(ValueError, match="positive integer"):
         PCA(0)
+    assert PCA(np.int64(2)).fit(X).n_components == 2  # a NumPy integer is an integer
     with pytest.raises(ValueError, match="fit"):
         PCA(2).transform(X)
     pca = PCA(2).fit(X)

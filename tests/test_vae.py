@@ -43,6 +43,34 @@ def test_full_gradient_matches_central_differences(bk64, decoder, L):
     assert len(report.checks) == len(m.params) == 14 + (likelihood == "gaussian" and isinstance(logvar, str))
 
 
+def test_full_gradient_with_relu_the_default_activation(bk64):
+    """The training path itself: ReLU hidden layers (the fused ReLU backward on NumPy with
+    numba), Bernoulli decoder, every parameter. The 4th-order stencil reaches 2h = 2e-3
+    from each weight, and no pre-activation lies within 0.02 of ReLU's kink here
+    (asserted), so no difference crosses it. A ReLU network has gradient entries that are
+    exactly 0 (a unit off for every example that would carry them); against central
+    differences' 1e-13 of rounding the elementwise relative error reads 1.7e-5 there, so
+    those entries are checked in absolute terms and the rest by relative error."""
+    m = VAE(6, hidden=(5, 4), z_dim=2, likelihood="bernoulli", activation="relu", seed=13)
+    rng = backend.RNG(4)
+    x, eps = rng.uniform((4, 6)), rng.normal((1, 4, 2))
+    m.loss_and_grads(x, eps=eps)
+    for body in (m.enc_body, m.dec_body):
+        for name, layer in body.layers.items():
+            if name.startswith("fc"):
+                pre = host(layer.x @ layer.params["W"] + layer.params["b"])
+                assert np.min(np.abs(pre)) > 0.02, name
+    analytic = {k: host(v) for k, v in m.grads.items()}
+    zeros = 0
+    for name, p in m.params.items():
+        num = host(gradcheck.numerical_grad(lambda _: m.loss_and_grads(x, eps=eps)[0], p, h=1e-3, order=4))
+        exact_zero = analytic[name] == 0.0
+        zeros += int(exact_zero.sum())
+        assert gradcheck.rel_error(analytic[name][~exact_zero], num[~exact_zero]) < 1e-7, name
+        assert np.all(np.abs(num[exact_zero]) < 1e-9), name
+    assert len(analytic) == 14 and zeros < sum(a.size for a in analytic.values()) // 4
+
+
 def test_gradient_with_kl_weight(bk64):
     """With beta != 1 the KL gradient is scaled on its own line: check it too."""
     m = VAE(5, hidden=(4,), z_dim=3, activation="softplus", seed=2)
@@ -204,6 +232,30 @@ def test_constructor_rejects_unknown_options():
         VAE(4, likelihood="gaussian", decoder_logvar="big")
     with pytest.raises(ValueError, match="unknown activation"):
         VAE(4, activation="swish")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(x_dim=0), "x_dim must be a positive integer, got 0"),
+    (dict(z_dim=0), "z_dim must be a positive integer, got 0"),
+    (dict(z_dim=2.5), "z_dim must be a positive integer, got 2.5"),
+    (dict(hidden=(8, 0)), "each hidden size must be a positive integer, got 0"),
+    (dict(likelihood="gaussian", decoder_logvar=float("nan")), "a finite number, got nan"),
+])
+def test_constructor_rejects_bad_sizes(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        VAE(**{"x_dim": 4, **kwargs})
+    VAE(np.int64(4), hidden=(np.int64(3),), z_dim=np.int64(2))  # NumPy integers are integers
+
+
+def test_sample_counts_are_checked(bk):
+    m = VAE(6, hidden=(5,), z_dim=2, seed=0)
+    x = backend.RNG(0).uniform((3, 6))
+    with pytest.raises(ValueError, match="n_samples must be a positive integer, got 0"):
+        m.loss_and_grads(x, n_samples=0)
+    with pytest.raises(ValueError, match="k must be a positive integer, got 0"):
+        m.log_likelihood(x, k=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        m.elbo(x, batch_size=0)
 
 
 def test_gaussian_decoder_allows_values_outside_unit_interval(bk):

@@ -21,7 +21,7 @@ from __future__ import annotations
 from array_api_compat import array_namespace
 
 from .. import backend
-from ..checks import check_columns, check_finite, check_ndim
+from ..checks import check_columns, check_finite, check_ndim, check_positive_int
 
 
 def as_data(X, name: str = "X"):
@@ -67,8 +67,7 @@ class PCA:
     """
 
     def __init__(self, n_components: int, whiten: bool = False):
-        if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
-            raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+        n_components = check_positive_int(n_components, "n_components")
         self.n_components = n_components
         self.whiten = whiten
 

@@ -49,10 +49,10 @@ import math
 from array_api_compat import array_namespace
 
 from .. import backend
-from ..checks import check_columns
+from ..checks import check_columns, check_positive_int
+from ..densities import LOG_2PI
 from .pca import as_data, fix_signs
 
-LOG_2PI = math.log(2.0 * math.pi)
 
 
 def ppca_log_likelihood(Xc, W, sigma2):
@@ -133,8 +133,7 @@ class PPCA:
 
     def __init__(self, n_components: int, method: str = "closed_form", max_iter: int = 1000,
                  tol: float = 1e-10, seed: int | None = 0, W_init=None, noise_variance_init=None):
-        if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
-            raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+        n_components = check_positive_int(n_components, "n_components")
         if method not in self.METHODS:
             raise ValueError(f"method must be 'closed_form' or 'em', got {method!r}")
         if max_iter < 1:
@@ -226,7 +225,6 @@ class PPCA:
     def _fit_em(self, Xc):
         xp = array_namespace(Xc)
         N, p = Xc.shape
-        q = self.n_components
         W, sigma2 = self._init_em(Xc)
         hist = {"log_likelihood": [], "elbo": [], "step": []}
         logp, m, M = ppca_log_likelihood(Xc, W, sigma2)

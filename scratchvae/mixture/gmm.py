@@ -38,11 +38,11 @@ from array_api_compat import array_namespace
 
 from .. import backend
 from ..arrays import logsumexp
-from ..checks import check_columns, check_finite
+from ..checks import check_columns, check_finite, check_positive_int
+from ..densities import LOG_2PI
 from ..linear.pca import as_data
 from .kmeans import kmeans, kmeans_plusplus, one_hot, sq_distances
 
-LOG_2PI = math.log(2.0 * math.pi)
 COVARIANCE_TYPES = ("full", "diag", "spherical")
 INITS = ("k-means++", "kmeans", "random")
 
@@ -183,8 +183,7 @@ class GaussianMixture:
     def __init__(self, n_components: int, covariance_type: str = "full", reg_covar: float = 1e-6,
                  max_iter: int = 200, tol: float = 1e-8, init: str = "k-means++",
                  seed: int | None = 0):
-        if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
-            raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+        n_components = check_positive_int(n_components, "n_components")
         if covariance_type not in COVARIANCE_TYPES:
             raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
         if init not in INITS:

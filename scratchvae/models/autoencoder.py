@@ -22,10 +22,8 @@ Model contract (shared with the VAE and the training loop):
 
 from __future__ import annotations
 
-import numbers
-
 from .. import backend
-from ..checks import check_columns, check_finite, check_ndim, check_same_shape, check_unit_interval
+from ..checks import check_columns, check_data, check_finite, check_ndim, check_positive_int, check_same_shape
 from ..layers import flatten, mlp, sigmoid
 from ..losses import bernoulli_nll, mse
 from .corrupt import check_corruption, corrupt
@@ -42,9 +40,7 @@ class AutoencoderBase:
     z_dim: int
 
     def _init_common(self, x_dim, z_dim, loss, corruption, noise_level, image_shape, seed):
-        for name, n in (("x_dim", x_dim), ("z_dim", z_dim)):
-            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-                raise ValueError(f"{name} must be a positive integer, got {n!r}")
+        x_dim, z_dim = check_positive_int(x_dim, "x_dim"), check_positive_int(z_dim, "z_dim")
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}: choose 'mse' (real data) or 'bernoulli' (data in [0, 1])")
         # loss_kind, not loss: ``model.loss(x)`` is the forward-only method the trainer calls
@@ -60,10 +56,7 @@ class AutoencoderBase:
 
     def _check(self, x) -> None:
         """All checks of a data set, once (the trainer calls this before fitting)."""
-        self._check_x(x)
-        check_finite(x, "x")
-        if self.loss_kind == "bernoulli":
-            check_unit_interval(x, "x")
+        check_data(x, self.x_dim, repr(self), unit_interval=self.loss_kind == "bernoulli")
 
     def _check_h(self, h) -> None:
         check_ndim(h, 2, "h", "(N, K)")
@@ -143,9 +136,7 @@ class Autoencoder(AutoencoderBase):
     def __init__(self, x_dim: int, hidden=(256,), z_dim: int = 2, activation: str = "relu",
                  loss: str = "mse", corruption=None, noise_level=None, image_shape=None, seed: int = 0):
         self._init_common(x_dim, z_dim, loss, corruption, noise_level, image_shape, seed)
-        hidden = [int(n) for n in hidden]
-        if any(n < 1 for n in hidden):
-            raise ValueError(f"hidden sizes must be positive integers, got {hidden}")
+        hidden = [check_positive_int(n, "each hidden size") for n in hidden]
         sizes = [self.x_dim, *hidden, self.z_dim]
         self.enc = mlp(sizes, activation, rng=self.rng)  # D -> ... -> K, linear code
         self.dec = mlp(sizes[::-1], activation, rng=self.rng)  # K -> ... -> D, linear output

@@ -28,7 +28,7 @@ from array_api_compat import array_namespace
 
 from .. import backend
 from ..arrays import batch_slices, logsumexp
-from ..checks import check_columns, check_finite, check_ndim, check_unit_interval
+from ..checks import check_data, check_positive_int
 from ..densities import bernoulli_log_prob, gaussian_log_prob, std_normal_log_prob
 from .. import layers
 from ..layers import Dense, Sequential, flatten, sigmoid
@@ -64,9 +64,12 @@ class VAE:
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"unknown likelihood {likelihood!r}: choose 'bernoulli' or 'gaussian'")
         learned = decoder_logvar in ("learned", "isotropic")
-        if not learned and not isinstance(decoder_logvar, (int, float)):
-            raise ValueError(f"decoder_logvar must be 'learned', 'isotropic' or a number, got {decoder_logvar!r}")
-        hidden = tuple(int(h) for h in hidden)
+        if not learned and (isinstance(decoder_logvar, bool) or not isinstance(decoder_logvar, (int, float))
+                            or not math.isfinite(decoder_logvar)):
+            raise ValueError(f"decoder_logvar must be 'learned', 'isotropic' or a finite number, "
+                             f"got {decoder_logvar!r}")
+        x_dim, z_dim = check_positive_int(x_dim, "x_dim"), check_positive_int(z_dim, "z_dim")
+        hidden = tuple(check_positive_int(h, "each hidden size") for h in hidden)
         self.config = dict(x_dim=int(x_dim), hidden=list(hidden), z_dim=int(z_dim),
                            likelihood=likelihood, activation=activation, seed=int(seed),
                            decoder_logvar=decoder_logvar if learned else float(decoder_logvar))
@@ -123,11 +126,7 @@ class VAE:
     # ---- forward pieces ---------------------------------------------------------
 
     def _check(self, x) -> None:
-        check_ndim(x, 2, "x", "(N, D)")
-        check_columns(x, self.x_dim, "x", f"this VAE (x_dim={self.x_dim})")
-        check_finite(x, "x")
-        if self.likelihood == "bernoulli":
-            check_unit_interval(x, "x")
+        check_data(x, self.x_dim, f"this VAE (x_dim={self.x_dim})", unit_interval=self.likelihood == "bernoulli")
 
     def encode(self, x):
         """q_phi(z | x): x (N, D) -> mu (N, K), logvar (N, K)."""
@@ -174,7 +173,7 @@ class VAE:
         return mu, logvar, z, rcache, out, x_rep
 
     def _noise(self, x, n_samples, eps=None):
-        shape = (int(n_samples), x.shape[0], self.z_dim)
+        shape = (check_positive_int(n_samples, "n_samples"), x.shape[0], self.z_dim)
         if eps is None:
             return self.rng.normal(shape)
         if eps.shape != shape:
@@ -262,6 +261,7 @@ class VAE:
         is an expectation over q, and its value at the mean is a different number)."""
         x = backend.asarray(x)
         self._check(x)
+        batch_size = check_positive_int(batch_size, "batch_size")
         total = 0.0
         for rows in batch_slices(x.shape[0], batch_size):
             xb = x[rows, ...]
@@ -301,6 +301,7 @@ class VAE:
         """
         x = backend.asarray(x)
         self._check(x)
+        k, batch_size = check_positive_int(k, "k"), check_positive_int(batch_size, "batch_size")
         xp = array_namespace(x)
         total, parts = 0.0, []
         for rows in batch_slices(x.shape[0], batch_size):
