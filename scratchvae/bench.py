@@ -250,7 +250,7 @@ def time_matmuls(shapes, reps: int = 20) -> dict:
     in the training step. Returns {"per_shape_ms": [...], "matmul_ms": sum, "gflops"}."""
     b = backend.current()
     rng = backend.RNG(1)
-    per, total_flops = [], 0
+    per = []
     settle()
     for what, m, k, n, layout in shapes:
         a = rng.normal((k, m) if layout == "TN" else (m, k))
@@ -268,8 +268,8 @@ def time_matmuls(shapes, reps: int = 20) -> dict:
             times.append(time.perf_counter() - t0)
         t = statistics.median(times)
         per.append({"what": what, "m": m, "k": k, "n": n, "ms": 1e3 * t, "gflops": 2 * m * k * n / t / 1e9})
-        total_flops += 2 * m * k * n
     ms = sum(p["ms"] for p in per)
+    total_flops = flops(shapes)
     return {"per_shape_ms": per, "matmul_ms": ms, "flops": total_flops, "gflops": total_flops / ms / 1e6}
 
 
