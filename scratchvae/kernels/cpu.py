@@ -6,8 +6,10 @@ one or two lines per entry. Two compiler settings matter:
 - ``error_model="numpy"``: a division by zero gives inf as in NumPy instead of raising,
   so the loop has no branch and the compiler vectorizes it (SIMD): about 4x faster.
 - serial, not ``parallel=True``: NumPy's BLAS keeps its own threads busy-waiting between
-  matrix products, and a second thread pool fighting them made a training step 3x
-  slower. One core running a vectorized loop is faster than two cores taking turns.
+  matrix products, and a second thread pool fighting them made a training step 13x
+  slower; with OpenBLAS's and OpenMP's idle threads told to sleep, still 1.5x slower at
+  batch 128 (benchmarks/threads_experiment.py). One core running a vectorized loop is
+  faster than two cores taking turns.
 
 Scalars are cast to the arrays' dtype first, so float32 arrays are computed in float32
 (a Python float would make numba compute the whole loop in float64).
