@@ -133,8 +133,17 @@ def test_collapsing_component_is_floored(bk, hrng, ctype):
     floor = {"full": 1e-3 * np.eye(2), "diag": [1e-3, 1e-3], "spherical": 1e-3}[ctype]
     np.testing.assert_allclose(cov[1], floor, rtol=tol(bk, 1e-6, 1e-3), atol=tol(bk, 1e-12, 1e-6))  # a point: the floor
     # with no floor the same start has a singular covariance: a clear error, not NaN
+    failed = GaussianMixture(2, covariance_type=ctype, reg_covar=0.0)
     with pytest.raises(ValueError, match="reg_covar"):
-        GaussianMixture(2, covariance_type=ctype, reg_covar=0.0).fit(X, init_resp=R)
+        failed.fit(X, init_resp=R)
+    assert not hasattr(failed, "means_") and not hasattr(failed, "weights_")  # nothing half-fitted
+    # a fitted model whose refit fails keeps its last good fit, all of it
+    before = host(g.score_samples(X))
+    g.reg_covar = 0.0
+    with pytest.raises(ValueError, match="reg_covar"):
+        g.fit(X, init_resp=R)
+    np.testing.assert_array_equal(host(g.score_samples(X)), before)
+    np.testing.assert_array_equal(host(g.covariances_), cov)
 
 
 def test_more_components_than_distinct_points(bk):

@@ -116,8 +116,17 @@ def test_bad_input(bk, hrng):
         PCA(1).fit(X[:1])
     # a rank-2 data set: whitening 3 components would divide by zero -> a clear error
     flat = hrng.normal(size=(40, 2)) @ hrng.normal(size=(2, 5))
+    failed = PCA(3, whiten=True)
     with pytest.raises(ValueError, match="whiten"):
-        PCA(3, whiten=True).fit(flat)
+        failed.fit(flat)
+    with pytest.raises(ValueError, match="not fitted"):  # a failed fit leaves no half-fitted model
+        failed.transform(flat)
+    refit = PCA(3, whiten=True).fit(X[:, :5])
+    before = host(refit.components_)
+    with pytest.raises(ValueError, match="whiten"):
+        refit.fit(flat)
+    np.testing.assert_array_equal(host(refit.components_), before)  # ...and keeps the last good fit
+    assert host(refit.mean_).shape == (5,) and refit.n_samples_ == X.shape[0]
     # without whitening it is fine and the extra direction carries (numerically) no variance
     ev = host(PCA(3).fit(flat).explained_variance_)
     assert np.all(np.isfinite(ev)) and ev[2] < tol(bk, 1e-12, 1e-5) * ev[0]

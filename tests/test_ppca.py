@@ -162,8 +162,18 @@ def test_bad_input(bk, hrng):
     # data exactly in a 2-D affine subspace: sigma^2 = 0, the likelihood is unbounded
     flat = hrng.normal(size=(40, 2)) @ hrng.normal(size=(2, 6)) + 3.0
     for method in ["closed_form", "em"]:
+        failed = PPCA(2, method=method, max_iter=5000)
         with pytest.raises(ValueError, match="unbounded"):
-            PPCA(2, method=method, max_iter=5000).fit(flat)
+            failed.fit(flat)
+        assert not hasattr(failed, "mean_") and not hasattr(failed, "W_")  # nothing half-fitted
+        with pytest.raises(ValueError, match="not fitted"):
+            failed.score(flat)
+        # a fitted model whose refit fails keeps its last good fit, all of it
+        refit = PPCA(2, method=method).fit(X)
+        before = host(refit.score_samples(X))
+        with pytest.raises(ValueError, match="unbounded"):
+            refit.fit(flat)
+        np.testing.assert_array_equal(host(refit.score_samples(X)), before)
     with pytest.raises(ValueError, match="fit"):
         PPCA(2).score(X)
     with pytest.raises(ValueError, match="columns"):

@@ -93,11 +93,19 @@ class PCA:
                 f"a {N} x {D} data matrix has at most {min(N, D)} principal directions: "
                 "lower n_components"
             )
-        self.mean_ = xp.mean(X, axis=0)                      # (D,)
-        Xc = X - self.mean_                                  # centred data
-        _, s, Vt = xp.linalg.svd(Xc, full_matrices=False)    # Xc = U diag(s) V'
+        mean = xp.mean(X, axis=0)                            # (D,)
+        _, s, Vt = xp.linalg.svd(X - mean, full_matrices=False)  # centred Xc = U diag(s) V'
         var = s * s / (N - 1)                                # lambda_j, eq. (2)
+        if self.whiten:  # checked before any attribute is set: a failed fit leaves none
+            tiny = xp.finfo(X.dtype).eps * max(N, D) * float(var[0])
+            if float(xp.min(var[:q])) <= tiny:
+                raise ValueError(
+                    f"whiten=True divides by the standard deviation of each component, but the "
+                    f"data have fewer than n_components={q} directions of nonzero variance; "
+                    "lower n_components or use whiten=False"
+                )
         total = xp.sum(var)
+        self.mean_ = mean
         self.components_ = fix_signs(Vt[:q, :])              # A' = top-q rows of V'
         self.singular_values_ = s[:q]
         self.explained_variance_ = var[:q]
@@ -105,14 +113,6 @@ class PCA:
         rest = var[q:]
         self.noise_variance_ = xp.mean(rest) if rest.shape[0] > 0 else xp.sum(rest)
         self.n_samples_, self.n_features_in_ = N, D
-        if self.whiten:
-            tiny = xp.finfo(X.dtype).eps * max(N, D) * float(var[0])
-            if float(xp.min(self.explained_variance_)) <= tiny:
-                raise ValueError(
-                    f"whiten=True divides by the standard deviation of each component, but the "
-                    f"data have fewer than n_components={q} directions of nonzero variance; "
-                    "lower n_components or use whiten=False"
-                )
         return self
 
     def _check_fitted(self, Y, name: str = "X"):

@@ -161,28 +161,29 @@ class PPCA:
         if q >= N:
             raise ValueError(f"n_components={q} must be less than n_samples={N}: with N examples "
                              f"the data span at most N - 1 = {N - 1} directions")
-        self.mean_ = xp.mean(X, axis=0)
-        Xc = X - self.mean_
+        mean = xp.mean(X, axis=0)
+        Xc = X - mean
         # scale for the degeneracy check: sigma^2 below this is rounding noise
-        self._sigma2_floor = 10.0 * xp.finfo(X.dtype).eps * p * float(xp.sum(Xc * Xc)) / (N * p)
-        self.n_features_in_ = p
-        if self.method == "closed_form":
-            self._fit_closed_form(Xc)
-        else:
-            self._fit_em(Xc)
-        U = xp.linalg.svd(self.W_, full_matrices=False)[0]  # orthonormal basis of span(W)
+        floor = 10.0 * xp.finfo(X.dtype).eps * p * float(xp.sum(Xc * Xc)) / (N * p)
+        fit = self._fit_closed_form if self.method == "closed_form" else self._fit_em
+        fitted = fit(Xc, floor)  # W_, noise_variance_, history_, n_iter_, converged_
+        U = xp.linalg.svd(fitted["W_"], full_matrices=False)[0]  # orthonormal basis of span(W)
+        # Only now, with nothing left to fail, the attributes: a fit that raised leaves the
+        # model as it was (unfitted, or the previous fit), never half of each.
+        vars(self).update(fitted)
+        self.mean_, self.n_features_in_ = mean, p
         self.components_ = fix_signs(U.T)                   # (q, p)
         return self
 
-    def _check_sigma2(self, sigma2):
-        if not float(sigma2) > self._sigma2_floor:
+    def _check_sigma2(self, sigma2, floor: float):
+        if not float(sigma2) > floor:
             raise ValueError(
                 f"sigma^2 = {float(sigma2):.3g}: the data lie (up to rounding) in an affine "
                 f"subspace of dimension <= n_components={self.n_components}, so the PPCA "
                 "likelihood is unbounded; use fewer components (or PCA)"
             )
 
-    def _fit_closed_form(self, Xc):
+    def _fit_closed_form(self, Xc, floor: float) -> dict:
         xp = array_namespace(Xc)
         N, p = Xc.shape
         q = self.n_components
@@ -190,17 +191,15 @@ class PPCA:
         lam, U = xp.linalg.eigh(S)                         # ascending
         lam, U = xp.flip(lam), xp.flip(U, axis=1)          # descending
         sigma2 = xp.mean(lam[q:])                          # eq. (3): mean discarded eigenvalue
-        self._check_sigma2(sigma2)
+        self._check_sigma2(sigma2, floor)
         Uq = fix_signs(U[:, :q].T).T                       # (p, q)
         scale = xp.sqrt(xp.clip(lam[:q] - sigma2, 0.0, None))  # (Lambda_q - sigma^2 I)^{1/2}
-        self.W_ = Uq * scale[None, :]                      # R = I
-        self.noise_variance_ = sigma2
-        logp, m, M = ppca_log_likelihood(Xc, self.W_, sigma2)
+        W = Uq * scale[None, :]                            # R = I
+        logp, m, M = ppca_log_likelihood(Xc, W, sigma2)
         ll = xp.mean(logp)
-        elbo = ppca_elbo(Xc, self.W_, sigma2, m, sigma2 * xp.linalg.inv(M))
-        self.history_ = {"log_likelihood": [float(ll)], "elbo": [float(elbo)],
-                         "step": ["closed_form"]}
-        self.n_iter_, self.converged_ = 0, True
+        elbo = ppca_elbo(Xc, W, sigma2, m, sigma2 * xp.linalg.inv(M))
+        history = {"log_likelihood": [float(ll)], "elbo": [float(elbo)], "step": ["closed_form"]}
+        return {"W_": W, "noise_variance_": sigma2, "history_": history, "n_iter_": 0, "converged_": True}
 
     def _init_em(self, Xc):
         xp = array_namespace(Xc)
@@ -222,14 +221,14 @@ class PPCA:
             sigma2 = var
         return W, sigma2
 
-    def _fit_em(self, Xc):
+    def _fit_em(self, Xc, floor: float) -> dict:
         xp = array_namespace(Xc)
         N, p = Xc.shape
         W, sigma2 = self._init_em(Xc)
         hist = {"log_likelihood": [], "elbo": [], "step": []}
         logp, m, M = ppca_log_likelihood(Xc, W, sigma2)
         ll = float(xp.mean(logp))
-        self.converged_ = False
+        converged = False
         for it in range(1, self.max_iter + 1):
             # E-step: q(z_n) = p(z_n | x_n) = N(m_n, S), eq. (4); the ELBO now equals log p(X)
             S = sigma2 * xp.linalg.inv(M)                  # S = sigma^2 M^-1
@@ -243,7 +242,7 @@ class PPCA:
             W = xp.linalg.solve(Ezz, XcTm.T).T             # eq. (6): XcTm Ezz^-1 (Ezz symmetric)
             sigma2 = (xp.sum(Xc * Xc) - 2.0 * xp.sum((Xc @ W) * m)
                       + xp.sum((W.T @ W) * Ezz)) / (N * p)  # eq. (7)
-            self._check_sigma2(sigma2)
+            self._check_sigma2(sigma2, floor)
             m_old = m
             logp, m, M = ppca_log_likelihood(Xc, W, sigma2)  # new parameters, next posterior
             ll_old, ll = ll, float(xp.mean(logp))
@@ -253,11 +252,9 @@ class PPCA:
             if not math.isfinite(ll):
                 raise ValueError("PPCA EM produced a non-finite log-likelihood; check the data scale")
             if abs(ll - ll_old) <= self.tol * abs(ll_old):
-                self.converged_ = True
+                converged = True
                 break
-        self.W_, self.noise_variance_ = W, sigma2
-        self.n_iter_ = it
-        self.history_ = hist
+        return {"W_": W, "noise_variance_": sigma2, "history_": hist, "n_iter_": it, "converged_": converged}
 
     # ------------------------------------------------------------------ using the model
     def _centred(self, X):

@@ -19,8 +19,9 @@ M-step (PRML 9.24-9.27): maximize (1) over theta with r fixed,
 reg_covar (default 1e-6, scikit-learn's convention) is a covariance floor: a component
 that collapses onto one point keeps a finite density instead of a singular covariance.
 It makes (5) the maximizer only up to O(reg_covar^2), which is far below rounding for
-data of unit scale. A covariance whose variance in some direction falls below
-eps(dtype) * (mean data variance) counts as singular: fit raises ValueError (raise
+data of unit scale. A covariance counts as singular when a variance (diag, spherical)
+or a squared Cholesky pivot L_ii^2 (full; each pivot bounds the smallest eigenvalue from
+above) falls to eps(dtype) * (mean data variance) or below: fit raises ValueError (raise
 reg_covar or rescale the data) instead of returning an unbounded log-likelihood or NaN.
 With reg_covar = 0 that is what a collapse onto one point gives.
 
@@ -33,6 +34,7 @@ All log-likelihoods and ELBOs reported are per-example MEANS (nats per example),
 from __future__ import annotations
 
 import math
+from typing import Any, NamedTuple
 
 from array_api_compat import array_namespace
 
@@ -152,6 +154,15 @@ def elbo(log_resp, log_joint):
     return xp.sum(resp * (log_joint - log_resp)) / log_resp.shape[0]
 
 
+class Theta(NamedTuple):
+    """One setting of the parameters, with the Cholesky factors the E-step uses."""
+
+    weights: Any  # (K,) pi
+    means: Any  # (K, D) mu
+    covariances: Any  # Sigma, shaped by covariance_type
+    factors: Any  # from cholesky_factors(covariances)
+
+
 class GaussianMixture:
     """A mixture of K Gaussians fitted by EM.
 
@@ -226,14 +237,18 @@ class GaussianMixture:
         return R / rowsum[:, None]
 
     # ------------------------------------------------------------------ EM
-    def _set_params(self, weights, means, covariances):
-        self.weights_, self.means_, self.covariances_ = weights, means, covariances
-        self._factors = cholesky_factors(covariances, self.covariance_type, self._var_floor)
+    def _m_step(self, X, resp, var_floor: float) -> Theta:
+        """Eqs. (4)-(5), and the Cholesky factors of the new covariances."""
+        weights, means, covariances = m_step(X, resp, self.covariance_type, self.reg_covar)
+        return Theta(weights, means, covariances,
+                     cholesky_factors(covariances, self.covariance_type, var_floor))
 
-    def _log_joint(self, X):
-        """log pi_k + log N(x_n | mu_k, Sigma_k): (N, K)."""
+    def _log_joint(self, X, theta: Theta | None = None):
+        """log pi_k + log N(x_n | mu_k, Sigma_k): (N, K), under theta (default: the fit)."""
+        if theta is None:
+            theta = Theta(self.weights_, self.means_, self.covariances_, self._factors)
         xp = array_namespace(X)
-        return log_gaussian(X, self.means_, self._factors, self.covariance_type) + xp.log(self.weights_)
+        return log_gaussian(X, theta.means, theta.factors, self.covariance_type) + xp.log(theta.weights)
 
     def fit(self, X, init_resp=None):
         """Fit weights, means and covariances by EM.
@@ -252,14 +267,13 @@ class GaussianMixture:
         if K > N:
             raise ValueError(f"n_components={K} is more than n_samples={N}: every component "
                              "needs data; lower n_components")
-        self.n_features_in_ = D
         Xc = X - xp.mean(X, axis=0)
-        self._var_floor = float(xp.finfo(X.dtype).eps * xp.sum(Xc * Xc) / (N * D))
+        var_floor = float(xp.finfo(X.dtype).eps * xp.sum(Xc * Xc) / (N * D))
         resp = self.initial_responsibilities(X) if init_resp is None else self._check_resp(init_resp, X)
-        self._set_params(*m_step(X, resp, self.covariance_type, self.reg_covar))
-        log_joint = self._log_joint(X)
+        theta = self._m_step(X, resp, var_floor)
+        log_joint = self._log_joint(X, theta)
         hist = {"log_likelihood": [], "elbo": [], "step": []}
-        self.converged_ = False
+        converged = False
         for it in range(1, self.max_iter + 1):
             # E-step, eq. (3): r_nk = p(z_n = k | x_n); the ELBO (1) now equals log p(X)
             log_norm = logsumexp(log_joint, axis=1)                  # log p(x_n)
@@ -270,8 +284,8 @@ class GaussianMixture:
             hist["step"].append("E")
 
             # M-step, eqs. (4)-(5): maximize (1) over pi, mu, Sigma with r fixed
-            self._set_params(*m_step(X, xp.exp(log_resp), self.covariance_type, self.reg_covar))
-            log_joint = self._log_joint(X)
+            theta = self._m_step(X, xp.exp(log_resp), var_floor)
+            log_joint = self._log_joint(X, theta)
             ll_new = float(xp.mean(logsumexp(log_joint, axis=1)))
             hist["log_likelihood"].append(ll_new)
             hist["elbo"].append(float(elbo(log_resp, log_joint)))    # old r, new theta
@@ -280,10 +294,12 @@ class GaussianMixture:
                 raise ValueError("EM produced a non-finite log-likelihood; rescale the data or "
                                  "raise reg_covar")
             if abs(ll_new - ll) <= self.tol * abs(ll):
-                self.converged_ = True
+                converged = True
                 break
-        self.n_iter_ = it
-        self.history_ = hist
+        # Only now the attributes: a fit that raised (a singular covariance, a non-finite
+        # likelihood) leaves the model as it was, unfitted or with its previous fit whole.
+        self.weights_, self.means_, self.covariances_, self._factors = theta
+        self.n_features_in_, self.n_iter_, self.converged_, self.history_ = D, it, converged, hist
         return self
 
     # ------------------------------------------------------------------ using the model
