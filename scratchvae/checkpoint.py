@@ -135,7 +135,11 @@ def restore_params(model, params: dict, path="checkpoint") -> None:
 def load_model(path, expect=None):
     """Rebuild the model stored in ``path`` (on the current backend) with its parameters
     and its RNG state. ``expect``: a class the model must be."""
-    ck = read(path)
+    return model_from(read(path), path, expect)
+
+
+def model_from(ck: dict, path="checkpoint", expect=None):
+    """load_model for a checkpoint already read with ``read`` (``path`` names it in errors)."""
     meta = ck["meta"]
     classes = _model_classes()
     cls = classes.get(meta.get("model_class"))
@@ -148,13 +152,15 @@ def load_model(path, expect=None):
     return model
 
 
-def restore_optimizer(optimizer, ck: dict) -> None:
+def restore_optimizer(optimizer, ck: dict, path="this checkpoint") -> None:
     """Put the optimizer state of a read checkpoint back into ``optimizer``."""
     info = ck["meta"].get("optimizer")
     if info is None:
-        raise CheckpointError("this checkpoint holds no optimizer state; it cannot resume training")
+        raise CheckpointError(f"{path} holds no optimizer state (it was saved without one); "
+                              "it cannot resume training, but load_model can load its model")
     if info["class"] != type(optimizer).__name__:
-        raise CheckpointError(f"checkpoint optimizer is {info['class']}, not {type(optimizer).__name__}")
+        raise CheckpointError(f"the optimizer in {path} is {info['class']}, not "
+                              f"{type(optimizer).__name__}; pass a fresh {info['class']} to resume")
     for k, v in info["hyper"].items():
         setattr(optimizer, k, v)
     optimizer.load_state_dict({"t": info["t"], "lr": info["lr"], **ck["optim"]})

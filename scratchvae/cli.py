@@ -163,9 +163,9 @@ def _load(args):
     from .models import VAE
 
     backend.use(args.backend, dtype="float32")
-    model = VAE.load(args.checkpoint)
-    data = checkpoint.read(args.checkpoint)["meta"]["extra"].get("data")
-    return model, data
+    ck = checkpoint.read(args.checkpoint)
+    model = checkpoint.model_from(ck, args.checkpoint, expect=VAE)
+    return model, ck["meta"]["extra"].get("data")
 
 
 def _dataset_of(data, args):
@@ -178,7 +178,27 @@ def _dataset_of(data, args):
 
 
 def _default_out(args, name: str) -> Path:
-    return Path(args.out) if args.out else Path(args.checkpoint).with_name(name)
+    """Where a figure goes: --out as given; in it if it is a folder; with .png added
+    when it has no extension (matplotlib would add it, and we would print the wrong name)."""
+    if not args.out:
+        return Path(args.checkpoint).with_name(name)
+    out = Path(args.out)
+    if out.is_dir():
+        return out / name
+    if not out.suffix:
+        return out.with_name(out.name + ".png")
+    formats = _figure_formats()
+    if out.suffix[1:].lower() not in formats:
+        raise UserError(f"--out {out}: matplotlib cannot write {out.suffix!r} files; end the name "
+                        f"with one of {', '.join('.' + f for f in sorted(formats))}")
+    return out
+
+
+def _figure_formats() -> set:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    return set(FigureCanvasAgg(Figure()).get_supported_filetypes())
 
 
 def _sample(args) -> int:
@@ -298,7 +318,7 @@ def _parser() -> argparse.ArgumentParser:
         s = command(name, help_, func)
         s.add_argument("checkpoint", help="a model.npz written by `scratchvae train`")
         s.add_argument("--n", type=positive_int, default=default_n, help=f"how many images (default: {default_n})")
-        s.add_argument("--out", default=None, help="PNG to write (default: beside the checkpoint)")
+        s.add_argument("--out", default=None, help="figure to write: a file (.png unless it names another format such as .pdf) or a folder (default: beside the checkpoint)")
         s.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
 
     e = command("evaluate", "negative ELBO and importance-weighted log-likelihood from a checkpoint", _evaluate)

@@ -165,11 +165,12 @@ class Trainer:
 
     def _prepare(self, x, name: str):
         X = backend.asarray(x)
-        check_ndim(X, 2, name, "(N, D)")
-        check_finite(X, name)
         check = getattr(self.model, "_check", None)
         if check is not None:
-            check(X)  # the model's own checks (columns, pixel range), once per fit
+            check(X, name)  # the model's own checks (shape, NaN, columns, pixel range), once per fit
+        else:
+            check_ndim(X, 2, name, "(N, D)")
+            check_finite(X, name)
         return X
 
     # ---- checkpoints ---------------------------------------------------------------
@@ -186,12 +187,14 @@ class Trainer:
     def resume(cls, path, optimizer, progress: bool = True, callback=None) -> "Trainer":
         """Rebuild model and trainer from a checkpoint written by ``save``; ``optimizer``
         is a fresh optimizer of the class that was saved (its state is restored)."""
-        ck = checkpoint.read(path)
-        model = checkpoint.load_model(path)
-        checkpoint.restore_optimizer(optimizer, ck)
+        ck = checkpoint.read(path)  # once: the model, the optimizer and the trainer come from it
         extra = ck["meta"]["extra"]
         if "trainer" not in extra:
-            raise checkpoint.CheckpointError(f"{path} was not written by a Trainer; it cannot resume training")
+            raise checkpoint.CheckpointError(
+                f"{path} was not written by a Trainer (Trainer.save); it cannot resume training, "
+                "but checkpoint.load_model can load its model")
+        model = checkpoint.model_from(ck, path)
+        checkpoint.restore_optimizer(optimizer, ck, path)
         t = cls(model, optimizer, progress=progress, callback=callback, **extra["trainer"])
         t.rng.set_state(ck["meta"]["rng_states"]["trainer"])
         t.step, t.epoch, t.history = extra["step"], extra["epoch"], extra["history"]

@@ -33,6 +33,13 @@ def test_round_trip_restores_parameters_rng_and_config(tmp_path, bk):
     assert np.array_equal(backend.to_numpy(m.sample(3)), backend.to_numpy(back.sample(3)))
 
 
+def test_optimizer_state_needs_a_checkpoint_that_has_it(tmp_path):
+    m, opt = _trained()
+    m.save(tmp_path / "model-only.npz")
+    with pytest.raises(checkpoint.CheckpointError, match=r"model-only\.npz holds no optimizer state"):
+        checkpoint.restore_optimizer(Adam(0.5), checkpoint.read(tmp_path / "model-only.npz"), tmp_path / "model-only.npz")
+
+
 def test_optimizer_state_round_trip(tmp_path):
     m, opt = _trained()
     m.save(tmp_path / "m.npz", optimizer=opt)

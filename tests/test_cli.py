@@ -83,6 +83,20 @@ def test_commands_from_a_checkpoint(run, tmp_path, capsys):
     assert result["split"] == "test" and result["nll_iwae"] <= result["neg_elbo"]
 
 
+def test_figure_out_names_the_file_it_writes(run, tmp_path, capsys):
+    ck = str(run / "model.npz")
+    folder = tmp_path / "figs"
+    folder.mkdir()
+    for out, written in [(folder, folder / "samples.png"),  # a folder: the default name in it
+                         (tmp_path / "grid", tmp_path / "grid.png"),  # no extension: .png
+                         (tmp_path / "grid.pdf", tmp_path / "grid.pdf")]:  # another format
+        capsys.readouterr()
+        assert cli.main(["sample", ck, "--n", "4", "--out", str(out)]) == 0
+        assert capsys.readouterr().out.strip() == f"wrote {written}" and written.stat().st_size > 0
+    _one_line_error(capsys, ["sample", ck, "--out", str(tmp_path / "grid.xyz")], "cannot write '.xyz' files")
+    assert not (tmp_path / "grid.xyz").exists()
+
+
 def test_info(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out

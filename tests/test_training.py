@@ -136,16 +136,26 @@ def test_bad_training_data_is_refused_before_any_step():
         t.fit(x, epochs=1)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         t.fit(_data() * 2, epochs=1)
-    with pytest.raises(ValueError, match="columns"):
+    with pytest.raises(ValueError, match="x_train has 10 columns"):
         t.fit(_data(d=10), epochs=1)
+    with pytest.raises(ValueError, match="x_val contains 1 NaN"):  # each array by its own name
+        t.fit(_data(), x, epochs=1)
+    with pytest.raises(ValueError, match=r"x_val must lie in \[0, 1\]"):
+        t.fit(_data(), _data() * 2, epochs=1)
     assert t.step == 0
 
 
 def test_resume_refuses_a_checkpoint_without_trainer_state(tmp_path):
     model = VAE(12, hidden=(8,), z_dim=2)
     model.save(tmp_path / "m.npz")
-    with pytest.raises(CheckpointError, match="no optimizer state"):
+    with pytest.raises(CheckpointError, match=r"m\.npz was not written by a Trainer.*load_model"):
         Trainer.resume(tmp_path / "m.npz", Adam())
+    # a Trainer's checkpoint, resumed with another optimizer: named, and what to pass instead
+    t = _trainer()
+    t.fit(_data(), epochs=1)
+    t.save(tmp_path / "t.npz")
+    with pytest.raises(CheckpointError, match=r"t\.npz is Adam, not SGD; pass a fresh Adam"):
+        Trainer.resume(tmp_path / "t.npz", SGD(0.1))
 
 
 def test_trainer_runs_on_every_backend(bk):

@@ -54,9 +54,9 @@ class AutoencoderBase:
         check_ndim(x, 2, name, "(N, D)")
         check_columns(x, self.x_dim, name, repr(self))
 
-    def _check(self, x) -> None:
+    def _check(self, x, name: str = "x") -> None:
         """All checks of a data set, once (the trainer calls this before fitting)."""
-        check_data(x, self.x_dim, repr(self), unit_interval=self.loss_kind == "bernoulli")
+        check_data(x, self.x_dim, repr(self), unit_interval=self.loss_kind == "bernoulli", name=name)
 
     def _check_h(self, h) -> None:
         check_ndim(h, 2, "h", "(N, K)")

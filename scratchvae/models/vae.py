@@ -125,8 +125,10 @@ class VAE:
 
     # ---- forward pieces ---------------------------------------------------------
 
-    def _check(self, x) -> None:
-        check_data(x, self.x_dim, f"this VAE (x_dim={self.x_dim})", unit_interval=self.likelihood == "bernoulli")
+    def _check(self, x, name: str = "x") -> None:
+        """All checks of a data set, once (the trainer calls this before fitting)."""
+        check_data(x, self.x_dim, f"this VAE (x_dim={self.x_dim})", unit_interval=self.likelihood == "bernoulli",
+                   name=name)
 
     def encode(self, x):
         """q_phi(z | x): x (N, D) -> mu (N, K), logvar (N, K)."""
