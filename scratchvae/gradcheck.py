@@ -8,6 +8,14 @@ and the comparison is cs231n's relative error, element by element,
 
     rel_error(a, b) = max_i |a_i - b_i| / max(1e-8, |a_i| + |b_i|).
 
+The 1e-8 floor keeps 0 / 0 finite, but an entry whose true gradient is exactly 0 (a ReLU
+unit that is off for every example, say) still reads as an error: the central
+difference gives rounding noise of about eps |f| / h there (1e-13 for |f| ~ 1), and
+1e-13 / 1e-8 = 1e-5 fails the pass mark. ``atol`` says how large a difference counts as
+no difference: entries with |a_i - b_i| <= atol score 0 (as numpy.allclose's atol).
+Leave it at 0 unless you know the scale of the rounding; the report points at exact
+zeros when they are what fails.
+
 What to expect in float64 with h = 1e-5: about 1e-10 or smaller when the gradient is
 right; 1e-7 is the pass mark; 1e-2 or worse means a bug. In float32 the central
 difference itself is only good to about 1e-3, which is why checks run in float64.
@@ -19,7 +27,7 @@ Public API
 ----------
 numerical_grad(f, x)         gradient of a scalar function f(x)
 numerical_vjp(f, x, dy)      vector-Jacobian product sum_j dy_j df_j/dx of an array f(x)
-rel_error(a, b)              the relative error above, as a float
+rel_error(a, b, atol=0)     the relative error above, as a float
 check_function(f, inputs, grads, dy=None)   compare given gradients with numerical ones
 check_layer(layer, x)        forward/backward of a layer (or model) against numerics
 GradReport                   the result: printable table, .ok, .assert_ok()
@@ -108,16 +116,20 @@ def numerical_vjp(f, x, dy, h: float = DEFAULT_H, order: int = 2):
     return numerical_grad(lambda v: xp.sum(f(v) * dy), x, h, order)
 
 
-def rel_error(a, b) -> float:
-    """cs231n's relative error max_i |a_i - b_i| / max(1e-8, |a_i| + |b_i|)."""
-    return _worst(a, b)[0]
+def rel_error(a, b, atol: float = 0.0) -> float:
+    """cs231n's relative error max_i |a_i - b_i| / max(1e-8, |a_i| + |b_i|); entries
+    with |a_i - b_i| <= atol count as equal (score 0)."""
+    return _worst(a, b, atol)[0]
 
 
-def _worst(a, b):
+def _worst(a, b, atol: float = 0.0):
     a, b = backend.to_numpy(a), backend.to_numpy(b)
     if a.shape != b.shape:
         raise ValueError(f"cannot compare gradients of shapes {a.shape} and {b.shape}")
-    err = abs(a - b) / (abs(a) + abs(b)).clip(min=1e-8)
+    if not atol >= 0.0:
+        raise ValueError(f"atol must be >= 0, got {atol}")
+    diff = abs(a - b)
+    err = diff / (abs(a) + abs(b)).clip(min=1e-8) * (diff > atol)  # within atol: equal, 0
     if err.size == 0:
         return 0.0, ()
     flat = int(err.argmax())
@@ -155,6 +167,7 @@ class GradReport:
 
     checks: list = field(default_factory=list)
     tol: float = DEFAULT_TOL
+    atol: float = 0.0
 
     @property
     def max_error(self) -> float:
@@ -179,7 +192,12 @@ class GradReport:
                 f"{c.name:<16}{str(c.shape):<14}{c.error:>14.2e}  {str(c.where):<12}"
                 f"{c.analytic:>12.4g}{c.numeric:>12.4g}  {verdict}"
             )
-        lines.append(f"pass mark: max rel error < {self.tol:g} (expect about 1e-10 in float64)")
+        lines.append(f"pass mark: max rel error < {self.tol:g} (expect about 1e-10 in float64)"
+                     + (f"; differences <= atol = {self.atol:g} count as 0" if self.atol else ""))
+        for c in self.checks:
+            if c.error >= self.tol and c.analytic == 0.0 and abs(c.numeric) < 1e-8:
+                lines.append(f"note: {c.name}'s worst entry is an exact 0 against {c.numeric:.1e}: if that is "
+                             "rounding noise (about eps |f| / h), compare with atol (gradcheck docstring)")
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -190,7 +208,7 @@ class GradReport:
         return self
 
     def add(self, name: str, analytic, numeric) -> None:
-        err, where = _worst(analytic, numeric)
+        err, where = _worst(analytic, numeric, self.atol)
         a, n = backend.to_numpy(analytic), backend.to_numpy(numeric)
         self.checks.append(
             GradCheck(name, tuple(a.shape), err, where,
@@ -199,7 +217,7 @@ class GradReport:
 
 
 def check_function(f, inputs: dict, grads: dict, dy=None, h: float = DEFAULT_H,
-                   tol: float = DEFAULT_TOL, order: int = 2) -> GradReport:
+                   tol: float = DEFAULT_TOL, order: int = 2, atol: float = 0.0) -> GradReport:
     """Compare analytic gradients with central differences.
 
     Inputs:
@@ -209,9 +227,10 @@ def check_function(f, inputs: dict, grads: dict, dy=None, h: float = DEFAULT_H,
       respect to inputs[name]; names not in grads are held fixed.
     - dy: upstream gradient for an array-valued f (random, not all ones).
     - h, order: the finite-difference step and stencil (see numerical_grad).
+    - tol, atol: the pass mark, and differences that count as none (module docstring).
     Returns a GradReport.
     """
-    report = GradReport(tol=tol)
+    report = GradReport(tol=tol, atol=atol)
     for name, g in grads.items():
         x = inputs[name]
         _require_float64(x, name)
@@ -224,7 +243,7 @@ def check_function(f, inputs: dict, grads: dict, dy=None, h: float = DEFAULT_H,
 
 
 def check_layer(layer, x, seed: int = 0, h: float = DEFAULT_H, tol: float = DEFAULT_TOL,
-                order: int = 2) -> GradReport:
+                order: int = 2, atol: float = 0.0) -> GradReport:
     """Check ``layer.backward`` for the input and every parameter.
 
     Works for anything with the layer contract: ``forward(x)``, ``backward(dy)``,
@@ -250,7 +269,7 @@ def check_layer(layer, x, seed: int = 0, h: float = DEFAULT_H, tol: float = DEFA
     xp = backend.namespace(x)
     analytic = {k: xp.asarray(v, copy=True) for k, v in analytic.items()}
     targets = {"x": x, **layer.params}
-    report = GradReport(tol=tol)
+    report = GradReport(tol=tol, atol=atol)
     for name, target in targets.items():
         num = numerical_vjp(lambda _: layer.forward(x), target, dy, h, order)
         report.add(name, analytic[name], num)

@@ -186,3 +186,25 @@ class Twice(Layer):
 def test_check_layer_accepts_any_layer_like_object(bk64, hrng):
     report = check_layer(Twice(), A(hrng.normal(size=(2, 2))))
     assert report.ok and [c.name for c in report.checks] == ["x"]
+
+
+def test_atol_forgives_rounding_at_an_exact_zero_but_not_a_bug(bk64, hrng):
+    # log(exp(x)) - x = 0: the true gradient is exactly 0, the central difference only
+    # rounding noise (about 1e-12 here), which the 1e-8 floor turns into a large error
+    xp = bk64.xp
+    x = A(hrng.normal(size=(4, 5)))
+
+    def f(x):
+        return xp.sum(xp.log(xp.exp(x)) - x)
+
+    zero = xp.zeros_like(x)
+    noisy = check_function(f, {"x": x}, {"x": zero})
+    assert float(np.max(np.abs(host(numerical_grad(f, x))))) > 0.0  # the noise is there
+    assert not noisy.ok and "exact 0" in str(noisy) and "atol" in str(noisy)
+    forgiven = check_function(f, {"x": x}, {"x": zero}, atol=1e-9)
+    assert forgiven.ok and forgiven.max_error == 0.0 and "count as 0" in str(forgiven)
+    # a real error is still caught
+    assert not check_function(f, {"x": x}, {"x": zero + 1e-3}, atol=1e-9).ok
+    assert rel_error(np.array([0.0, 1.0]), np.array([1e-12, 1.0 + 1e-3]), atol=1e-9) == pytest.approx(1e-3 / 2.001)
+    with pytest.raises(ValueError, match="atol must be >= 0"):
+        rel_error(np.zeros(2), np.zeros(2), atol=-1.0)
