@@ -36,6 +36,7 @@ GradReport                   the result: printable table, .ok, .assert_ok()
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 
 from . import backend
@@ -128,10 +129,14 @@ def _worst(a, b, atol: float = 0.0):
         raise ValueError(f"cannot compare gradients of shapes {a.shape} and {b.shape}")
     if not atol >= 0.0:
         raise ValueError(f"atol must be >= 0, got {atol}")
+    if a.size == 0:
+        return 0.0, ()
+    # a NaN or inf gradient is wrong, whatever the other says (x != x: NaN)
+    bad = (a != a) | (b != b) | (abs(a) == math.inf) | (abs(b) == math.inf)
+    if bad.any():
+        return math.inf, tuple(int(i) for i in divmod_index(int(bad.argmax()), a.shape))
     diff = abs(a - b)
     err = diff / (abs(a) + abs(b)).clip(min=1e-8) * (diff > atol)  # within atol: equal, 0
-    if err.size == 0:
-        return 0.0, ()
     flat = int(err.argmax())
     idx = tuple(int(i) for i in divmod_index(flat, a.shape))
     return float(err.max()), idx

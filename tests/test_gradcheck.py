@@ -208,3 +208,22 @@ def test_atol_forgives_rounding_at_an_exact_zero_but_not_a_bug(bk64, hrng):
     assert rel_error(np.array([0.0, 1.0]), np.array([1e-12, 1.0 + 1e-3]), atol=1e-9) == pytest.approx(1e-3 / 2.001)
     with pytest.raises(ValueError, match="atol must be >= 0"):
         rel_error(np.zeros(2), np.zeros(2), atol=-1.0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_nan_or_inf_gradient_fails_in_any_row(bk64, hrng, bad):
+    # the second row is the bad one: Python's max() skips a NaN that does not come first
+    xp = bk64.xp
+    x, y = A(hrng.normal(size=(3,))), A(hrng.normal(size=(2, 2)))
+
+    def f(x, y):
+        return xp.sum(x * x) + xp.sum(y * y)
+
+    gy = 2.0 * host(y)
+    gy[1, 0] = bad
+    report = check_function(f, {"x": x, "y": y}, {"x": 2.0 * x, "y": A(gy)})
+    assert not report.ok and report["y"].where == (1, 0) and report["y"].error == float("inf")
+    assert "WRONG" in str(report)
+    with pytest.raises(AssertionError, match="gradient check failed"):
+        report.assert_ok()
+    assert rel_error(np.array([1.0, np.nan]), np.array([1.0, 2.0])) == float("inf")
