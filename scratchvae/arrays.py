@@ -26,6 +26,15 @@ def into(out, f, *args, **kwargs):
     return out
 
 
+def as_array_like(value, like):
+    """``value`` as an array of ``like``'s namespace, dtype and device if it is a Python
+    number (e.g. a fixed log-variance 0.0); arrays pass through unchanged."""
+    if isinstance(value, (int, float)):
+        xp = array_namespace(like)
+        return xp.asarray(value, dtype=like.dtype, device=like.device)
+    return value
+
+
 def unbroadcast(g, shape):
     """Sum ``g`` over the axes that broadcasting added or stretched to reach ``shape``.
 

@@ -14,6 +14,7 @@ import math
 
 from array_api_compat import array_namespace
 
+from .arrays import as_array_like
 from .layers import softplus
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -31,8 +32,10 @@ def bernoulli_log_prob(logits, x):
 def gaussian_log_prob(x, mu, logvar):
     """log N(x | mu, diag exp(logvar)) = -0.5 sum_d [log 2 pi + logvar_d + (x_d - mu_d)^2 / exp(logvar_d)].
 
-    Inputs: x, mu: (..., D); logvar broadcasting to them. Returns: (...,).
+    Inputs: x, mu: (..., D); logvar broadcasting to them (an array or a Python float).
+    Returns: (...,).
     """
+    logvar = as_array_like(logvar, x)
     xp = array_namespace(x, mu, logvar)
     diff = x - mu
     D = x.shape[-1]

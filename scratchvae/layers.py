@@ -25,7 +25,7 @@ from array_api_compat import array_namespace
 
 from . import backend, kernels
 from .arrays import into
-from .checks import check_columns, check_ndim
+from .checks import check_columns, check_ndim, check_positive_int
 
 
 class Layer:
@@ -67,7 +67,8 @@ class Dense(Layer):
         if init not in ("glorot", "he"):
             raise ValueError(f"unknown init {init!r}: choose 'glorot' or 'he'")
         rng = rng if rng is not None else backend.RNG(0)
-        D, H = in_features, out_features
+        D = check_positive_int(in_features, "in_features")
+        H = check_positive_int(out_features, "out_features")
         if init == "glorot":
             limit = math.sqrt(6.0 / (D + H))
             W = rng.uniform((D, H), -limit, limit)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from array_api_compat import array_namespace
 
 from . import kernels
-from .arrays import into, row_blocks, unbroadcast
+from .arrays import as_array_like, into, row_blocks, unbroadcast
 from .checks import check_finite, check_same_shape, check_unit_interval
 from .densities import LOG_2PI
 
@@ -119,6 +119,7 @@ def gaussian_nll(x, mu, logvar, check: bool = True):
     Returns:
     - value: 0-d array (nats per example), dmu: (N, D), dlogvar: logvar's shape.
     """
+    logvar = as_array_like(logvar, x)  # a Python float: a fixed variance, as a 0-d array
     if check:
         check_same_shape(mu, x, "mu", "x")
         _check_broadcasts(logvar, x.shape)

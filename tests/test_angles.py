@@ -77,3 +77,12 @@ def test_bad_input(bk, hrng):
     bad[1, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         subspace_angles(A, backend.asarray(bad))
+
+
+def test_numpy_input_is_computed_on_the_active_backend(bk, hrng):
+    # host (NumPy) matrices come back as the backend's arrays, as from every fit
+    A, B = hrng.normal(size=(6, 2)), hrng.normal(size=(6, 3))
+    theta = subspace_angles(A, B)
+    assert type(theta) is type(backend.asarray(np.zeros(1)))
+    assert theta.dtype == backend.asarray(np.zeros(1)).dtype
+    np.testing.assert_allclose(host(theta), _angles(A, B), rtol=0, atol=tol(bk, 1e-12, 1e-5))

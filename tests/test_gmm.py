@@ -202,6 +202,23 @@ def test_kmeans_labels_belong_to_the_centres_it_returns(bk, hrng, max_iter):
     np.testing.assert_allclose(float(inertia), d.min(axis=1).sum(), rtol=tol(bk, 1e-10, 1e-4))
 
 
+def test_kmeans_checks_its_input(bk, hrng):
+    X = hrng.normal(size=(20, 2))
+    for k in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="n_clusters must be a positive integer"):
+            kmeans(X, k)
+        with pytest.raises(ValueError, match="n_clusters must be a positive integer"):
+            kmeans_plusplus(X, k, backend.RNG(0))
+    bad = X.copy()
+    bad[4, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):  # was: inertia nan and every label 0
+        kmeans(bad, 2)
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        kmeans(X[:, 0], 2)
+    centers, labels, _ = kmeans(np.arange(12).reshape(6, 2), 2)  # integer data: made floating
+    assert host(labels).shape == (6,) and host(centers).dtype.kind == "f"
+
+
 def test_bad_input(bk, hrng):
     X, _ = _mixture(hrng)
     with pytest.raises(ValueError, match="more than n_samples"):
@@ -221,3 +238,7 @@ def test_bad_input(bk, hrng):
     g = GaussianMixture(3, max_iter=3).fit(X)
     with pytest.raises(ValueError, match="columns"):
         g.score(X[:, :1])
+    # a constant feature and no reg_covar: the message gives the floor to beat
+    flat = np.concatenate([X, np.full((X.shape[0], 1), 7.0)], axis=1)
+    with pytest.raises(ValueError, match=r"a feature is constant\).*Raise reg_covar above \d"):
+        GaussianMixture(2, covariance_type="diag", reg_covar=0.0).fit(flat)

@@ -250,6 +250,15 @@ def test_dense_empty_batch(bk):
         Dense(3, 2).forward(backend.asarray(np.zeros((0, 3))))
 
 
+@pytest.mark.parametrize("sizes, name", [((0, 5), "in_features"), ((3, -1), "out_features"),
+                                         ((3.5, 5), "in_features")])
+def test_dense_sizes_must_be_positive_integers(sizes, name):
+    with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
+        Dense(*sizes, init="he")  # "he" divided by in_features = 0
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        layers.mlp([4, 0, 2])  # a zero-width hidden layer: a constant network
+
+
 def test_unknown_activation():
     with pytest.raises(ValueError, match=r"unknown activation 'relu6': choose one of \['identity', 'leaky_relu'"):
         activation("relu6")

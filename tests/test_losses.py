@@ -108,6 +108,19 @@ def test_gaussian_nll_is_the_gaussian_log_density(bk, hrng, logvar_shape):
     np.testing.assert_allclose(host(dmu), -(xh - muh) / sigma**2 / 5, rtol=tol(bk), atol=tol(bk))
 
 
+def test_gaussian_log_variance_may_be_a_python_float(bk, hrng):
+    # a fixed variance: logvar = 0.0 means the same as a 0-d array, on every backend
+    from scratchvae.densities import gaussian_log_prob
+
+    x, mu = A(hrng.normal(size=(5, 3))), A(hrng.normal(size=(5, 3)))
+    lv = A(np.array(0.5))
+    value, dmu, dlogvar = gaussian_nll(x, mu, 0.5)
+    want, want_dmu, want_dlogvar = gaussian_nll(x, mu, lv)
+    assert float(value) == float(want) and float(dlogvar) == float(want_dlogvar)
+    np.testing.assert_array_equal(host(dmu), host(want_dmu))
+    np.testing.assert_array_equal(host(gaussian_log_prob(x, mu, 0.5)), host(gaussian_log_prob(x, mu, lv)))
+
+
 def test_kl_is_zero_at_the_prior(bk):
     value, dmu, dlogvar = kl_std_normal(A(np.zeros((3, 4))), A(np.zeros((3, 4))))
     assert float(value) == 0.0

@@ -44,11 +44,8 @@ def subspace_angles(A, B):
       (k = min(q1, q2) for full-rank inputs). theta[0] is the largest angle: 0 only if
       one subspace contains the other.
     """
-    try:
-        xp = array_namespace(A, B)
-    except TypeError:  # host data, or arrays of two namespaces: bring both to the backend
-        A, B = backend.asarray(A), backend.asarray(B)
-        xp = array_namespace(A, B)
+    A, B = backend.asarray(A), backend.asarray(B)  # host data to the backend (no copy if there)
+    xp = array_namespace(A, B)
     for M, name, hint in ((A, "A", "(p, q1)"), (B, "B", "(p, q2)")):
         if M.ndim != 2:
             raise ValueError(f"{name} must be a matrix {hint} whose columns span the subspace, "

@@ -49,11 +49,13 @@ COVARIANCE_TYPES = ("full", "diag", "spherical")
 INITS = ("k-means++", "kmeans", "random")
 
 
-def _singular(k_hint: str):
+def _singular(k_hint: str, floor: float):
     return ValueError(
-        f"the covariance of {k_hint} is singular (a component collapsed onto too few "
-        "points): set reg_covar > 0 (e.g. the default 1e-6), use fewer components, or "
-        "a 'diag'/'spherical' covariance"
+        f"the covariance of {k_hint} is singular: a variance fell to {floor:.3g} or below, "
+        "what this dtype resolves at the data's scale (a component collapsed onto too few "
+        f"points, or a feature is constant). Raise reg_covar above {floor:.2g} (it is added "
+        "to every variance), rescale the data to unit variance, use fewer components, or "
+        "drop constant features"
     )
 
 
@@ -74,13 +76,13 @@ def cholesky_factors(covariances, covariance_type: str, floor: float = 0.0):
         try:
             L = xp.linalg.cholesky(covariances)
         except ValueError:  # numpy's LinAlgError is a ValueError
-            raise _singular("a component") from None
+            raise _singular("a component", floor) from None
         diag = xp.linalg.diagonal(L)
         if not bool(xp.all(xp.isfinite(L))) or not bool(xp.all(diag * diag > floor)):  # CuPy: NaN
-            raise _singular("a component")
+            raise _singular("a component", floor)
         return L
     if not bool(xp.all(covariances > floor)):
-        raise _singular("a component")
+        raise _singular("a component", floor)
     return covariances
 
 

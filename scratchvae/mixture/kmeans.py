@@ -19,6 +19,8 @@ from __future__ import annotations
 from array_api_compat import array_namespace
 
 from .. import backend
+from ..checks import check_positive_int
+from ..linear.pca import as_data
 
 
 def sq_distances(X, C):
@@ -38,13 +40,15 @@ def kmeans_plusplus(X, n_clusters: int, rng: backend.RNG):
     """Choose n_clusters distinct rows of X as seeds by k-means++.
 
     Inputs:
-    - X: (N, D) backend array, N >= n_clusters.
+    - X: (N, D) data (host or backend array), finite, N >= n_clusters.
     - n_clusters: K.
     - rng: a backend.RNG; its host generator draws the uniforms.
     Returns:
     - centers: (K, D) rows of X.
     - indices: list of K Python ints, the rows chosen.
     """
+    X = as_data(X)  # (N, D), floating, finite: a NaN would make every distance NaN
+    n_clusters = check_positive_int(n_clusters, "n_clusters")
     xp = array_namespace(X)
     N = X.shape[0]
     if n_clusters > N:
@@ -83,7 +87,7 @@ def kmeans(X, n_clusters: int, seed: int | None = 0, max_iter: int = 100):
     Returns:
     - centers: (K, D), labels: (N,) int64, inertia: 0-d sum of squared distances.
     """
-    X = backend.asarray(X)
+    X = as_data(X)  # (N, D), floating, finite
     xp = array_namespace(X)
     centers, _ = kmeans_plusplus(X, n_clusters, backend.RNG(seed))
     labels = None
