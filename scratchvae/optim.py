@@ -46,8 +46,9 @@ class Optimizer:
 
     def _buffers(self, name, p) -> tuple:
         for s in self.slots:
-            if name not in self.state[s]:  # the first step: the state starts at zero
-                self.state[s][name] = array_namespace(p).zeros_like(p)
+            slot = self.state.setdefault(s, {})  # setdefault: a slot may appear later (SGD momentum)
+            if name not in slot:  # the first step: the state starts at zero
+                slot[name] = array_namespace(p).zeros_like(p)
         work = self.scratch.get(name)
         if self.n_scratch and (work is None or work[0].shape != p.shape or work[0].dtype != p.dtype):
             work = self.scratch[name] = tuple(array_namespace(p).empty_like(p) for _ in range(self.n_scratch))
@@ -60,10 +61,23 @@ class Optimizer:
             if grads[name].shape != p.shape:  # an in-place update would broadcast it silently
                 raise ValueError(f"gradient {name!r} has shape {grads[name].shape} but the parameter has "
                                  f"shape {p.shape}; pass the gradient of each parameter")
+        self._check_state(params)  # before anything changes: a failed step leaves no trace
         self.t += 1
         self._start_step()
         for name, p in params.items():
             self._update(p, grads[name], *self._buffers(name, p))
+
+    def _check_state(self, params: dict) -> None:
+        """Raise ValueError if a state buffer does not match its parameter's shape and
+        dtype (an optimizer reused on another model whose parameters have the same names)."""
+        for s in self.slots:
+            for name, buf in self.state.get(s, {}).items():
+                p = params.get(name)
+                if p is not None and (buf.shape != p.shape or buf.dtype != p.dtype):
+                    raise ValueError(
+                        f"parameter {name!r} has shape {p.shape} ({p.dtype}) but the optimizer's "
+                        f"{s!r} state for it has shape {buf.shape} ({buf.dtype}): the optimizer was "
+                        "used with a differently shaped model; create a fresh optimizer for this model")
 
     def _start_step(self) -> None:
         """Once per step, before the updates (numbers shared by every parameter)."""
@@ -78,7 +92,7 @@ class Optimizer:
         place, do not change a state dict already taken."""
         out = {"t": self.t, "lr": self.lr}
         for s in self.slots:
-            out.update({f"{s}/{name}": _copy(a) for name, a in self.state[s].items()})
+            out.update({f"{s}/{name}": _copy(a) for name, a in self.state.get(s, {}).items()})
         return out
 
     def load_state_dict(self, state: dict, asarray=None) -> None:
@@ -108,8 +122,13 @@ class SGD(Optimizer):
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.momentum = float(momentum)
-        self.slots = ("velocity",) if momentum else ()
         super().__init__(lr)
+
+    @property
+    def slots(self) -> tuple:
+        """A velocity only with momentum. A property, so it follows ``momentum`` when a
+        checkpoint sets it on a fresh SGD() before loading the saved velocity."""
+        return ("velocity",) if self.momentum else ()
 
     def _update(self, p, g, v=None):
         if self.momentum:

@@ -7,14 +7,16 @@ What it adds to the bare loop ``loss_and_grads`` + ``opt.step``:
 - shuffling from a seeded generator, so one seed gives the same run every time;
 - optional KL warm-up: beta rises linearly from 0 to 1 over ``kl_warmup`` steps;
 - optional dynamic binarization (a fresh Bernoulli draw of every batch, as in IWAE);
-- a history per epoch of train and validation loss with their parts ("rec", "kl");
+- a history per epoch of train and validation loss with their parts ("rec", "kl"),
+  each a mean per example;
 - a tqdm progress bar with the running loss (``progress=False`` turns it off;
   TQDM_DISABLE does not reach notebook widgets);
 - a callback ``callback(trainer, record)`` after every epoch;
-- checkpoints after every epoch, and ``Trainer.resume(path, model_class)`` that
-  continues exactly: k epochs, save, resume, m more == k + m epochs, bit for bit.
-- a NaN or inf loss stops training with a message naming the step; the last
-  checkpoint (written only after a finite epoch) stays intact.
+- checkpoints after every epoch, and ``Trainer.resume(path, optimizer)`` (pass a fresh
+  optimizer of the saved class) that continues exactly: k epochs, save, resume, m more
+  == k + m epochs, bit for bit.
+- a NaN or inf loss (or losses too large to sum) stops training with a message naming
+  the step; the last checkpoint (written only after a finite epoch) stays intact.
 
 No float() of a device scalar per step: losses are summed on the device and read back
 every ``log_every`` steps (for the progress bar and the NaN check) and at epoch end.
@@ -22,18 +24,28 @@ every ``log_every`` steps (for the progress bar and the NaN check) and at epoch 
 
 from __future__ import annotations
 
+import inspect
 import math
+import numbers
 import time
 
 from array_api_compat import array_namespace
 
 from . import backend, checkpoint
 from .arrays import batch_slices
-from .checks import check_finite, check_ndim
+from .checks import check_finite, check_ndim, check_positive_int
 
 
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite."""
+
+
+def _takes_keyword(fn, name: str) -> bool:
+    """Whether ``fn`` accepts the keyword argument ``name`` (by name or through **kw)."""
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind is p.VAR_KEYWORD or (p.name == name and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)):
+            return True
+    return False
 
 
 class Trainer:
@@ -41,8 +53,10 @@ class Trainer:
     - model: has params, grads, rng, config and loss_and_grads(x, **kw) -> (loss, stats).
     - optimizer: a scratchvae.optim optimizer.
     - batch_size: examples per step.
-    - n_samples: L, passed to models that take it (the VAE); None leaves the default.
-    - kl_warmup: steps over which beta rises from 0 to 1 (0: beta = 1 throughout).
+    - n_samples: L, for models whose loss_and_grads takes n_samples (the VAE); None
+      leaves the model's default. Other models refuse it.
+    - kl_warmup: steps over which beta rises from 0 to 1 (0: beta = 1 throughout); > 0
+      only for models whose loss_and_grads takes beta (the VAE).
     - binarize: "dynamic" to draw x ~ Bernoulli(x) afresh for every batch.
     - seed: seeds shuffling (and binarization).
     - progress: show a tqdm progress bar.
@@ -57,6 +71,17 @@ class Trainer:
             raise ValueError(f"binarize must be None or 'dynamic', got {binarize!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if n_samples is not None:
+            n_samples = check_positive_int(n_samples, "n_samples")
+        if isinstance(kl_warmup, bool) or not isinstance(kl_warmup, numbers.Integral) or kl_warmup < 0:
+            raise ValueError(f"kl_warmup must be an integer >= 0 (steps; 0 turns it off), got {kl_warmup!r}")
+        # refused here, not with a TypeError at the first step
+        for option, keyword, used in (("n_samples", "n_samples", n_samples is not None),
+                                      ("kl_warmup", "beta", kl_warmup > 0)):
+            if used and not _takes_keyword(model.loss_and_grads, keyword):
+                raise ValueError(
+                    f"{option} applies to models whose loss_and_grads takes {keyword} (the VAE); "
+                    f"{type(model).__name__}.loss_and_grads does not. Leave {option} at its default")
         self.model, self.optimizer = model, optimizer
         self.batch_size, self.n_samples = int(batch_size), n_samples
         self.kl_warmup, self.binarize = int(kl_warmup), binarize
@@ -104,8 +129,9 @@ class Trainer:
         for _ in range(int(epochs)):
             t0 = time.perf_counter()
             perm = self.rng.permutation(N)
-            sums = None  # device-side sums of loss and stats over the epoch
+            sums = None  # device-side sums over the epoch of loss * rows (and each stat * rows)
             bad = -1  # the first step whose loss was not finite
+            too_large = False  # finite losses whose sum overflowed
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {self.epoch + 1}", leave=False,
                        disable=not self.progress, unit="step")
             window = []  # this window's losses, still on the device
@@ -115,22 +141,28 @@ class Trainer:
                 loss, stats = self.model.loss_and_grads(xb, **self._kwargs())
                 self.optimizer.step(self.model.params, self.model.grads)
                 self.step += 1
-                terms = {"loss": loss, **stats}
+                rows = idx.shape[0]  # the last batch may be short: weight each mean by its rows
+                terms = {k: v * rows for k, v in {"loss": loss, **stats}.items()}
                 sums = terms if sums is None else {k: sums[k] + v for k, v in terms.items()}
                 window.append(loss)
                 if len(window) == self.log_every or i + 1 == steps_per_epoch:
                     running = float(xp.sum(xp.stack(window))) / len(window)  # one read per window
                     if not math.isfinite(running):
-                        first = next(j for j, v in enumerate(window) if not math.isfinite(float(v)))
-                        bad = self.step - len(window) + 1 + first
+                        # the first non-finite loss; if all are finite their sum overflowed,
+                        # and the window's first step is named
+                        first = next((j for j, v in enumerate(window) if not math.isfinite(float(v))), None)
+                        too_large = first is None
+                        bad = self.step - len(window) + 1 + (first or 0)
                         break
                     bar.set_postfix(loss=f"{running:.3f}")
                     bar.update(len(window))
                     window = []
             bar.close()
             if bad >= 0:
+                what = ("grew too large to sum (each loss finite, their sum infinite) in the steps from"
+                        if too_large else "became NaN or infinite at")
                 raise TrainingDiverged(
-                    f"the loss became NaN or infinite at step {bad} (epoch {self.epoch + 1}); "
+                    f"the loss {what} step {bad} (epoch {self.epoch + 1}); "
                     "training stopped. Lower the learning rate or check the data"
                     + (f"; the last good checkpoint is {saved}" if saved else
                        "; this fit wrote no checkpoint (it diverged in its first epoch)"
@@ -138,7 +170,7 @@ class Trainer:
                 )
             self.epoch += 1
             record = {"epoch": self.epoch, "time": time.perf_counter() - t0, "beta": self.beta()}
-            record.update({f"train_{k}": float(v) / steps_per_epoch for k, v in sums.items()})
+            record.update({f"train_{k}": float(v) / N for k, v in sums.items()})  # per-example means
             if V is not None:
                 record.update({f"val_{k}": v for k, v in self.evaluate(V).items()})
             for k, v in record.items():

@@ -171,6 +171,44 @@ def test_a_gradient_of_the_wrong_shape_is_refused_not_broadcast(bk, make):
     np.testing.assert_array_equal(host(p["W"]), np.ones((3, 4)))  # untouched
 
 
+@pytest.mark.parametrize("make", [lambda: SGD(lr=0.1, momentum=0.9), lambda: Adam()], ids=["sgd-momentum", "adam"])
+def test_reuse_on_a_differently_shaped_model_is_refused_before_any_change(bk, make):
+    """The same names, new shapes (a notebook cell re-run with another layer size)."""
+    opt = make()
+    opt.step({"W": A(np.ones((3, 4)))}, {"W": A(np.ones((3, 4)))})
+    state = {k: host(v) for k, v in opt.state_dict().items() if "/" in k}
+    p = {"W": A(np.ones((3, 5)))}
+    with pytest.raises(ValueError, match=r"parameter 'W' has shape \(3, 5\).*state for it has shape \(3, 4\)"
+                                         r".*differently shaped model; create a fresh optimizer"):
+        opt.step(p, {"W": A(np.ones((3, 5)))})
+    np.testing.assert_array_equal(host(p["W"]), np.ones((3, 5)))  # the parameter is untouched,
+    after = opt.state_dict()
+    assert after["t"] == 1  # no step was counted,
+    for k, v in state.items():  # and the state is as it was
+        np.testing.assert_array_equal(host(after[k]), v)
+
+
+def test_reuse_with_another_dtype_is_refused():
+    opt = Adam()
+    opt.step({"W": np.ones(3)}, {"W": np.ones(3)})  # float64 state
+    p = {"W": np.ones(3, dtype=np.float32)}
+    with pytest.raises(ValueError, match=r"parameter 'W' has shape \(3,\) \(float32\).*\(float64\)"):
+        opt.step(p, {"W": np.ones(3, dtype=np.float32)})
+    assert opt.t == 1 and np.array_equal(p["W"], np.ones(3))
+
+
+def test_sgd_slots_follow_momentum():
+    """A checkpoint sets the saved momentum on a fresh SGD(), then loads the velocity."""
+    saved = SGD(lr=0.1, momentum=0.9)
+    saved.step({"W": np.ones(2)}, {"W": np.ones(2)})
+    fresh = SGD()
+    assert fresh.slots == ()
+    fresh.momentum = 0.9
+    assert fresh.slots == ("velocity",)
+    fresh.load_state_dict(saved.state_dict())
+    np.testing.assert_array_equal(fresh.state["velocity"]["W"], np.ones(2))
+
+
 def test_mismatched_names(bk):
     opt = SGD(lr=0.1)
     with pytest.raises(KeyError, match=r"params and grads must have the same names; these differ: \['b', 'c'\]"):

@@ -7,6 +7,7 @@ import pytest
 
 from scratchvae import backend
 from scratchvae.checkpoint import CheckpointError
+from scratchvae.models.autoencoder import Autoencoder
 from scratchvae.models.vae import VAE
 from scratchvae.optim import SGD, Adam
 from scratchvae.training import Trainer, TrainingDiverged
@@ -20,10 +21,10 @@ def _data(n=96, d=12, seed=0):
     return (centers[labels] ^ flips).astype(np.float32)
 
 
-def _trainer(seed=0, **kw):
+def _trainer(seed=0, optimizer=None, **kw):
     model = VAE(12, hidden=(16,), z_dim=2, seed=seed)
     kw.setdefault("progress", False)
-    return Trainer(model, Adam(1e-2), batch_size=32, seed=seed, **kw)
+    return Trainer(model, optimizer or Adam(1e-2), batch_size=32, seed=seed, **kw)
 
 
 def _params(model):
@@ -58,6 +59,59 @@ def test_resume_continues_bit_for_bit(tmp_path, warmup, binarize):
     assert all(np.array_equal(p1[k], p2[k]) for k in p1)
     assert straight.history["train_loss"] == resumed.history["train_loss"]
     assert straight.history["val_loss"] == resumed.history["val_loss"]
+
+
+def test_resume_with_momentum_sgd_continues_bit_for_bit(tmp_path):
+    """A fresh SGD() gets the saved momentum and velocity (its slots follow momentum)."""
+    x = _data()
+    straight = _trainer(optimizer=SGD(lr=0.01, momentum=0.9))
+    straight.fit(x, x[:16], epochs=4)
+
+    first = _trainer(optimizer=SGD(lr=0.01, momentum=0.9))
+    first.fit(x, x[:16], epochs=2, checkpoint_path=tmp_path / "ck.npz")
+    resumed = Trainer.resume(tmp_path / "ck.npz", SGD(), progress=False)
+    assert resumed.optimizer.momentum == 0.9 and len(resumed.optimizer.state["velocity"]) > 0
+    resumed.fit(x, x[:16], epochs=2)
+
+    p1, p2 = _params(straight.model), _params(resumed.model)
+    assert all(np.array_equal(p1[k], p2[k]) for k in p1)
+    assert straight.history["train_loss"] == resumed.history["train_loss"]
+
+
+def test_train_loss_is_a_per_example_mean():
+    """33 rows in batches of 32: the short last batch (1 row) weighs 1/33, not 1/2. With
+    the parameters frozen (lr = 1e-300 moves nothing), the epoch's train_loss is the
+    mean over examples that evaluate computes (to rounding, about 1e-15 in float64)."""
+    with backend.using("numpy", dtype="float64"):
+        x = np.random.default_rng(0).normal(size=(33, 6))
+        x[-5:] *= 10  # a few rows with a large error, so the weighting shows
+        t = Trainer(Autoencoder(6, hidden=(4,), z_dim=2), SGD(lr=1e-300), batch_size=32, progress=False)
+        h = t.fit(x, epochs=1)
+        want = t.evaluate(x)
+        for k in ("loss", *[k[len("train_"):] for k in h if k.startswith("train_")]):
+            assert math.isclose(h[f"train_{k}"][0], want[k], rel_tol=1e-6), (k, h[f"train_{k}"][0], want[k])
+
+
+def test_options_the_model_does_not_take_are_refused():
+    """The autoencoder's loss_and_grads takes no n_samples and no beta: refused up front,
+    not with a TypeError at the first step."""
+    ae = Autoencoder(12, hidden=(4,), z_dim=2)
+    with pytest.raises(ValueError, match=r"n_samples applies to models whose loss_and_grads takes n_samples"):
+        Trainer(ae, Adam(), n_samples=2)
+    with pytest.raises(ValueError, match=r"kl_warmup applies to models whose loss_and_grads takes beta"):
+        Trainer(ae, Adam(), kl_warmup=10)
+    Trainer(ae, Adam(), n_samples=None, kl_warmup=0)  # the defaults are fine
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(n_samples=0), r"n_samples must be a positive integer, got 0"),
+    (dict(n_samples=2.5), r"n_samples must be a positive integer, got 2.5"),
+    (dict(kl_warmup=-1), r"kl_warmup must be an integer >= 0.*got -1"),
+    (dict(kl_warmup=1.5), r"kl_warmup must be an integer >= 0.*got 1.5"),
+])
+def test_bad_n_samples_and_kl_warmup_are_refused(kw, message):
+    with pytest.raises(ValueError, match=message):
+        _trainer(**kw)
 
 
 def test_history_records_parts_and_validation():
@@ -113,6 +167,17 @@ def test_divergence_in_the_first_epoch_says_no_checkpoint_was_written_by_it(tmp_
     with pytest.raises(TrainingDiverged, match="this fit wrote no checkpoint"):
         t.fit(_data() * 50, epochs=5, checkpoint_path=tmp_path / "model.npz")
     assert not (tmp_path / "model.npz").exists()
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
+def test_losses_too_large_to_sum_are_named():
+    """Every loss finite (about 1e37 in float32), their sum inf: the first step of the
+    window is named, as TrainingDiverged (not a bare StopIteration)."""
+    with backend.using("numpy", dtype="float32"):
+        x = np.full((20, 6), 4e18, dtype=np.float32)
+        t = Trainer(Autoencoder(6, hidden=(4,), z_dim=2), Adam(), batch_size=1, progress=False, log_every=10)
+        with pytest.raises(TrainingDiverged, match=r"the loss grew too large to sum .* from step 1 \(epoch 1\)"):
+            t.fit(x, epochs=1)
 
 
 def test_progress_bar_can_be_turned_off(capsys):
