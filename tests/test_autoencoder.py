@@ -341,6 +341,13 @@ def test_bernoulli_needs_unit_interval(bk, hrng):
     (dict(corruption="blur", image_shape=(2, 2)), "4 pixels but the data has 6 columns"),
     (dict(corruption="masking", noise_level=1.0), r"\[0, 1\)"),
     (dict(corruption="gaussian", noise_level=-0.1), ">= 0"),
+    (dict(corruption="gaussian", noise_level=float("inf")), "gaussian noise level must be a finite number, got inf"),
+    (dict(corruption="gaussian", noise_level=float("nan")), "finite number, got nan"),
+    (dict(corruption="blur", noise_level=float("inf")), "finite number, got inf"),
+    (dict(corruption="blur", image_shape=6), r"image_shape must be \(H, W\) or \(C, H, W\).*got 6"),
+    (dict(corruption="blur", image_shape=(2, 3.0)), r"image_shape must be \(H, W\)"),
+    (dict(corruption="blur", image_shape=(-2, -3)), r"positive integers, got \(-2, -3\)"),
+    (dict(image_shape=(2, 2)), "4 pixels but the data has 6 columns"),  # checked without blur too
     (dict(noise_level=0.2), "corruption=None"),
     (dict(activation="swish"), "unknown activation"),
 ])
@@ -356,6 +363,12 @@ def test_bad_sizes_are_refused():
         Autoencoder(6.0, (4,), 2)
     with pytest.raises(ValueError, match="hidden"):
         Autoencoder(6, (4, 0), 2)
+    with pytest.raises(ValueError, match=r"hidden must be a sequence of layer sizes such as \(256,\).*got 16"):
+        Autoencoder(6, hidden=16)
+    with pytest.raises(ValueError, match=r"image_shape must be \(H, W\).*got 64"):
+        Autoencoder(64, corruption="blur", image_shape=64)
+    with pytest.raises(ValueError, match="finite"):
+        corrupt(backend.asarray(np.zeros((2, 3))), "gaussian", float("inf"), backend.RNG(0))
     with pytest.raises(ValueError, match="rng"):
         corrupt(backend.asarray(np.zeros((2, 3))), "gaussian", 0.1)
 

@@ -194,6 +194,29 @@ def test_score_function_and_reparameterized_gradients_agree_in_mean():
         assert ratio > 10
 
 
+def test_score_function_grads_are_new_arrays_and_leave_model_grads_alone(bk):
+    """Each call returns its own arrays (a kept dict does not change), and model.grads,
+    decoder included, still holds the gradient of the last loss_and_grads."""
+    m = VAE(6, hidden=(5,), z_dim=2, seed=0)
+    rng = backend.RNG(1)
+    x = backend.asarray(_binary(np.random.default_rng(0), (4, 6)))
+    m.loss_and_grads(x)
+    before = {k: host(g) for k, g in m.grads.items()}
+    live = {id(g) for g in m.grads.values()}
+    first = m.score_function_grads(x, 1, eps=rng.normal((1, 4, 2)))
+    kept = {k: host(g) for k, g in first.items()}
+    second = m.score_function_grads(x, 1, eps=rng.normal((1, 4, 2)))
+    assert not live & {id(g) for g in first.values()}  # not model.grads' arrays
+    assert any(not np.array_equal(kept[k], host(second[k])) for k in kept)  # new noise, new value
+    for k in kept:
+        assert np.array_equal(host(first[k]), kept[k]), k  # the second call left it alone
+    for k, g in m.grads.items():
+        assert np.array_equal(host(g), before[k]), k  # decoder grads are not zeroed either
+    m.loss_and_grads(x)
+    for k in kept:
+        assert np.array_equal(host(first[k]), kept[k]), k
+
+
 def test_vae_overfits_a_tiny_batch():
     with backend.using("numpy", dtype="float64"):
         m = VAE(8, hidden=(32,), z_dim=2, seed=0)
@@ -223,6 +246,11 @@ def test_bad_input_is_refused_with_a_clear_message(bk):
         m.loss_and_grads(backend.asarray(np.full((3, 6), 255.0)))
     with pytest.raises(ValueError, match="eps must have shape"):
         m.loss_and_grads(rng.uniform((3, 6)), n_samples=2, eps=rng.normal((1, 3, 2)))
+    # only L differs: the message names the n_samples that fits
+    with pytest.raises(ValueError, match=r"= \(1, 3, 2\), got \(4, 3, 2\); pass n_samples=4 to match eps"):
+        m.loss_and_grads(rng.uniform((3, 6)), eps=rng.normal((4, 3, 2)))
+    with pytest.raises(ValueError, match=r"got \(1, 5, 2\)$"):  # N differs: n_samples is not the fix
+        m.loss_and_grads(rng.uniform((3, 6)), eps=rng.normal((1, 5, 2)))
 
 
 def test_constructor_rejects_unknown_options():
@@ -239,6 +267,7 @@ def test_constructor_rejects_unknown_options():
     (dict(z_dim=0), "z_dim must be a positive integer, got 0"),
     (dict(z_dim=2.5), "z_dim must be a positive integer, got 2.5"),
     (dict(hidden=(8, 0)), "each hidden size must be a positive integer, got 0"),
+    (dict(hidden=16), r"hidden must be a sequence of layer sizes such as \(256,\).*got 16"),
     (dict(likelihood="gaussian", decoder_logvar=float("nan")), "a finite number, got nan"),
 ])
 def test_constructor_rejects_bad_sizes(kwargs, message):
@@ -256,6 +285,9 @@ def test_sample_counts_are_checked(bk):
         m.log_likelihood(x, k=0)
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         m.elbo(x, batch_size=0)
+    for n in (0, -1, 2.0):
+        with pytest.raises(ValueError, match=f"n must be a positive integer, got {n}"):
+            m.sample(n)
 
 
 def test_gaussian_decoder_allows_values_outside_unit_interval(bk):

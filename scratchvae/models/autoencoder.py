@@ -22,11 +22,13 @@ Model contract (shared with the VAE and the training loop):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .. import backend
 from ..checks import check_columns, check_data, check_finite, check_ndim, check_positive_int, check_same_shape
 from ..layers import flatten, mlp, sigmoid
 from ..losses import bernoulli_nll, mse
-from .corrupt import check_corruption, corrupt
+from .corrupt import check_corruption, check_image_shape, corrupt
 
 LOSSES = ("mse", "bernoulli")
 
@@ -45,7 +47,7 @@ class AutoencoderBase:
             raise ValueError(f"unknown loss {loss!r}: choose 'mse' (real data) or 'bernoulli' (data in [0, 1])")
         # loss_kind, not loss: ``model.loss(x)`` is the forward-only method the trainer calls
         self.x_dim, self.z_dim, self.loss_kind = int(x_dim), int(z_dim), loss
-        self.image_shape = None if image_shape is None else tuple(int(s) for s in image_shape)
+        self.image_shape = check_image_shape(image_shape, x_dim)  # (H, W) or (C, H, W), or None
         self.corruption = corruption
         self.noise_level = check_corruption(corruption, noise_level, self.image_shape, x_dim)
         self.rng = backend.RNG(seed)  # builds the weights, then draws the corruption noise
@@ -136,6 +138,9 @@ class Autoencoder(AutoencoderBase):
     def __init__(self, x_dim: int, hidden=(256,), z_dim: int = 2, activation: str = "relu",
                  loss: str = "mse", corruption=None, noise_level=None, image_shape=None, seed: int = 0):
         self._init_common(x_dim, z_dim, loss, corruption, noise_level, image_shape, seed)
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Iterable):
+            raise ValueError(f"hidden must be a sequence of layer sizes such as (256,) or (256, 64), "
+                             f"got {hidden!r}; one hidden layer of 256 units is hidden=(256,)")
         hidden = [check_positive_int(n, "each hidden size") for n in hidden]
         sizes = [self.x_dim, *hidden, self.z_dim]
         self.enc = mlp(sizes, activation, rng=self.rng)  # D -> ... -> K, linear code

@@ -17,6 +17,7 @@ All three are array API code; the noise comes from a ``scratchvae.backend.RNG``.
 from __future__ import annotations
 
 import math
+import numbers
 
 from array_api_compat import array_namespace
 
@@ -24,6 +25,29 @@ from ..checks import check_ndim
 
 KINDS = ("gaussian", "masking", "blur")
 DEFAULT_LEVEL = {"gaussian": 0.3, "masking": 0.3, "blur": 1.0}
+
+
+def check_image_shape(image_shape, in_features=None):
+    """Return ``image_shape`` as a tuple of ints (None stays None); raise ValueError
+    unless it is (H, W) or (C, H, W) of positive integers with prod = ``in_features``
+    (the D the rows were flattened to; None skips that check)."""
+    if image_shape is None:
+        return None
+    if (isinstance(image_shape, (str, bytes)) or not hasattr(image_shape, "__len__")
+            or len(image_shape) not in (2, 3)
+            or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1
+                       for s in image_shape)):
+        raise ValueError(
+            f"image_shape must be (H, W) or (C, H, W), positive integers, got {image_shape!r}; "
+            "e.g. image_shape=(28, 28) for MNIST"
+        )
+    shape = tuple(int(s) for s in image_shape)
+    if in_features is not None and math.prod(shape) != in_features:
+        raise ValueError(
+            f"image_shape {shape} has {math.prod(shape)} pixels but the data "
+            f"has {in_features} columns; pass the shape the rows were flattened from"
+        )
+    return shape
 
 
 def check_corruption(kind, level=None, image_shape=None, in_features=None):
@@ -47,6 +71,8 @@ def check_corruption(kind, level=None, image_shape=None, in_features=None):
     if kind not in KINDS:
         raise ValueError(f"unknown corruption {kind!r}: choose None or one of {', '.join(map(repr, KINDS))}")
     level = DEFAULT_LEVEL[kind] if level is None else float(level)
+    if not math.isfinite(level):  # inf or nan noise turns every loss into NaN
+        raise ValueError(f"{kind} noise level must be a finite number, got {level}")
     if kind == "gaussian" and not level >= 0.0:
         raise ValueError(f"gaussian noise level is a standard deviation and must be >= 0, got {level}")
     if kind == "masking" and not 0.0 <= level < 1.0:
@@ -54,16 +80,12 @@ def check_corruption(kind, level=None, image_shape=None, in_features=None):
     if kind == "blur":
         if not level > 0.0:
             raise ValueError(f"blur level is the Gaussian sigma in pixels and must be > 0, got {level}")
-        if image_shape is None or len(image_shape) not in (2, 3):
+        if image_shape is None:
             raise ValueError(
-                f"corruption='blur' needs image_shape=(H, W) or (C, H, W), got {image_shape!r}; "
+                "corruption='blur' needs image_shape=(H, W) or (C, H, W), got None; "
                 "e.g. image_shape=(28, 28) for MNIST"
             )
-        if in_features is not None and math.prod(image_shape) != in_features:
-            raise ValueError(
-                f"image_shape {tuple(image_shape)} has {math.prod(image_shape)} pixels but the data "
-                f"has {in_features} columns; pass the shape the rows were flattened from"
-            )
+        check_image_shape(image_shape, in_features)
     return level
 
 

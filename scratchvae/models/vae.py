@@ -23,6 +23,7 @@ Shapes: x (N, D), hidden sizes H..., latent K, L samples per example.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from array_api_compat import array_namespace
 
@@ -69,6 +70,9 @@ class VAE:
             raise ValueError(f"decoder_logvar must be 'learned', 'isotropic' or a finite number, "
                              f"got {decoder_logvar!r}")
         x_dim, z_dim = check_positive_int(x_dim, "x_dim"), check_positive_int(z_dim, "z_dim")
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Iterable):
+            raise ValueError(f"hidden must be a sequence of layer sizes such as (256,) or (512, 256), "
+                             f"got {hidden!r}; one hidden layer of 256 units is hidden=(256,)")
         hidden = tuple(check_positive_int(h, "each hidden size") for h in hidden)
         self.config = dict(x_dim=int(x_dim), hidden=list(hidden), z_dim=int(z_dim),
                            likelihood=likelihood, activation=activation, seed=int(seed),
@@ -151,7 +155,7 @@ class VAE:
     def sample(self, n: int, mean: bool = True):
         """n draws z ~ N(0, I), decoded; ``mean=True`` returns E[x | z] (the usual
         picture), ``mean=False`` a sample x ~ p(x | z). Returns (n, D)."""
-        z = self.rng.normal((n, self.z_dim))
+        z = self.rng.normal((check_positive_int(n, "n"), self.z_dim))
         m = self.mean_image(self.decode(z))
         if mean:
             return m
@@ -179,7 +183,10 @@ class VAE:
         if eps is None:
             return self.rng.normal(shape)
         if eps.shape != shape:
-            raise ValueError(f"eps must have shape (L, N, K) = {shape}, got {eps.shape}")
+            hint = ""
+            if eps.ndim == 3 and eps.shape[1:] == shape[1:]:  # only L differs: n_samples is the fix
+                hint = f"; pass n_samples={eps.shape[0]} to match eps"
+            raise ValueError(f"eps must have shape (L, N, K) = {shape}, got {eps.shape}{hint}")
         return eps
 
     def _rec(self, out, x_rep, check=False):
@@ -330,22 +337,31 @@ class VAE:
         The KL term keeps its analytic gradient (as in the reparameterized estimator),
         so the two differ only in how they differentiate the expectation. No baseline.
 
-        Returns a dict "enc.*" -> gradient, the same keys as the encoder's params.
+        Returns a dict "enc.*" -> gradient, the same keys as the encoder's params: new
+        arrays, so a dict kept from one call is not changed by the next. ``model.grads``
+        is left as it was (the backward pass borrows the encoder's entries and puts
+        their values back), so a gradient from loss_and_grads survives this call.
         """
         self._check(x)
         xp = array_namespace(x)
         eps = self._noise(x, n_samples, eps)
         L, N, K = eps.shape
-        self.zero_grad()
+        enc_grads = {k: g for k, g in self.grads.items() if k.startswith("enc.")}
+        saved = {k: xp.asarray(g, copy=True) for k, g in enc_grads.items()}
         mu, logvar, _, (sigma, _, _), out, x_rep = self._forward(x, eps)
         f = xp.reshape(-self._log_px_given_z(out, x_rep), (L, N))  # -log p(x | z_ln)
         w = f[..., None] / (L * N)  # the 1/(L N) of the Monte-Carlo and batch means
         dmu = xp.sum(w * eps / sigma, axis=0)  # f * dlog q/dmu
         dlogvar = xp.sum(w * 0.5 * (eps * eps - 1.0), axis=0)  # f * dlog q/dlogvar
         _, dmu_kl, dlogvar_kl = kl_std_normal(mu, logvar, check=False)
-        dh = self.enc_mu.backward(dmu + dmu_kl) + self.enc_logvar.backward(dlogvar + dlogvar_kl)
-        self.enc_body.backward(dh)
-        return {k: v for k, v in self.grads.items() if k.startswith("enc.")}
+        # accumulate=False: the encoder's grads are WRITTEN, whatever they held before
+        dh = self.enc_mu.backward(dmu + dmu_kl, accumulate=False)
+        dh += self.enc_logvar.backward(dlogvar + dlogvar_kl, accumulate=False)  # h feeds both heads
+        self.enc_body.backward(dh, need_dx=False, accumulate=False)
+        sf_grads = {k: xp.asarray(g, copy=True) for k, g in enc_grads.items()}
+        for k, g in enc_grads.items():
+            g[...] = saved[k]  # in place: the training loop may hold these arrays
+        return sf_grads
 
     # ---- checkpoints -------------------------------------------------------------
 
