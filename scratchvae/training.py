@@ -69,8 +69,7 @@ class Trainer:
                  progress: bool = True, log_every: int = 10, callback=None):
         if binarize not in (None, "dynamic"):
             raise ValueError(f"binarize must be None or 'dynamic', got {binarize!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        batch_size = check_positive_int(batch_size, "batch_size")
         if n_samples is not None:
             n_samples = check_positive_int(n_samples, "n_samples")
         if isinstance(kl_warmup, bool) or not isinstance(kl_warmup, numbers.Integral) or kl_warmup < 0:
@@ -186,6 +185,7 @@ class Trainer:
         """Mean loss and stats over ``x`` without gradients (``model.loss`` if the model
         has it, else ``loss_and_grads``); ``kwargs`` go to it (e.g. ``n_samples=10``)."""
         X = self._prepare(x, "x")
+        batch_size = check_positive_int(batch_size, "batch_size")
         fn = getattr(self.model, "loss", None) or self.model.loss_and_grads
         totals: dict = {}
         for rows in batch_slices(X.shape[0], batch_size):

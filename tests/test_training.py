@@ -114,6 +114,14 @@ def test_bad_n_samples_and_kl_warmup_are_refused(kw, message):
         _trainer(**kw)
 
 
+def test_batch_sizes_must_be_positive_integers():
+    for bad in (0, None, 2.5):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            Trainer(VAE(12, hidden=(16,), z_dim=2), Adam(), batch_size=bad)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        _trainer().evaluate(_data(), batch_size=0)
+
+
 def test_history_records_parts_and_validation():
     x = _data()
     t = _trainer(kl_warmup=6)

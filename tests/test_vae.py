@@ -276,6 +276,11 @@ def test_constructor_rejects_bad_sizes(kwargs, message):
     VAE(np.int64(4), hidden=(np.int64(3),), z_dim=np.int64(2))  # NumPy integers are integers
 
 
+def test_unknown_activation_fails_without_hidden_layers():
+    with pytest.raises(ValueError, match="unknown activation 'rleu'"):
+        VAE(6, hidden=(), z_dim=2, activation="rleu")
+
+
 def test_sample_counts_are_checked(bk):
     m = VAE(6, hidden=(5,), z_dim=2, seed=0)
     x = backend.RNG(0).uniform((3, 6))

@@ -79,6 +79,7 @@ class VAE:
                            decoder_logvar=decoder_logvar if learned else float(decoder_logvar))
         self.x_dim, self.z_dim, self.likelihood = int(x_dim), int(z_dim), likelihood
         self.rng = backend.RNG(seed)
+        layers.activation(activation)  # an unknown name fails here, also with hidden=()
         init = "he" if activation.lower() in ("relu", "leaky_relu") else "glorot"
 
         def body(sizes):
