@@ -178,3 +178,91 @@ def test_bad_input(bk, hrng):
         PPCA(2).score(X)
     with pytest.raises(ValueError, match="columns"):
         PPCA(2).fit(X).score(X[:, :5])
+
+
+def _spectral_logpdf(Xc, W, s2):
+    """Host oracle for eq. (2) from the eigendecomposition of C = W W' + sigma^2 I.
+
+    With W = U diag(s) V': C = U diag(s^2 + sigma^2) U' + sigma^2 (I - U U'). No Woodbury, and
+    no subtraction of near-equal sums: right to ~1e-9 nats even for sigma^2 / lambda_1 = 1e-13,
+    where a Cholesky of C itself in float64 loses the small eigenvalues to rounding.
+    """
+    U, s, _ = np.linalg.svd(W, full_matrices=False)
+    P = Xc @ U                                             # coordinates along U
+    R = Xc - P @ U.T                                       # the rest, variance sigma^2
+    lam = s ** 2 + s2
+    p, q = W.shape
+    return -0.5 * (p * np.log(2 * np.pi) + np.log(lam).sum() + (p - q) * np.log(s2)
+                   + (P ** 2 / lam).sum(axis=1) + (R ** 2).sum(axis=1) / s2)
+
+
+def _tiny_noise_data(bk, hrng):
+    """sigma^2 / lambda_1 ~ 1e-13 in float64, ~1e-5 in float32: well above each dtype's floor,
+    but where xc'xc - xc'W m (eq. 2's first form) cancels to that fraction of its size."""
+    noise = 1e-4 if bk.dtype_name == "float64" else 1.0
+    X = _data(hrng, N=300, p=8, noise=noise, scales=(100.0, 50.0))
+    return X.astype(np.float32).astype(np.float64)        # the same numbers in either dtype
+
+
+def test_score_with_tiny_noise(bk, hrng):
+    X = _tiny_noise_data(bk, hrng)
+    m = PPCA(2).fit(X)
+    W, s2 = host(m.W_).astype(np.float64), float(m.noise_variance_)
+    Xc = X - host(m.mean_).astype(np.float64)
+    want = _spectral_logpdf(Xc, W, s2)                     # the fitted model's own parameters
+    # the cancelling form was off by 1.5e-2 nats (float64) and 5e-2 (float32) here
+    np.testing.assert_allclose(host(m.score_samples(X)), want, rtol=0, atol=tol(bk, 1e-6, 1e-3))
+
+
+def test_em_with_tiny_noise_is_still_ascent(bk, hrng):
+    X = _tiny_noise_data(bk, hrng)
+    em = PPCA(2, method="em", max_iter=150, tol=0.0, seed=0).fit(X)
+    ll, el = np.array(em.history_["log_likelihood"]), np.array(em.history_["elbo"])
+    rnd = tol(bk, 1e-8, 1e-3)              # nats; cancelling (5)-(7) gave 4e-3 / 2e-2
+    assert np.all(np.diff(ll) >= -rnd)                     # log-likelihood never decreases
+    assert np.abs(ll[0::2] - el[0::2]).max() <= rnd        # ELBO (5) = log p after an E-step
+    # the ML solution (3) is a fixed point of EM: one M-step (7) keeps sigma^2. The oracle
+    # takes it from the SVD of Xc (eigh of S would lose 1e-3 of sigma^2 here to rounding).
+    _, s, Vt = np.linalg.svd(X - X.mean(axis=0), full_matrices=False)
+    lam = s ** 2 / X.shape[0]
+    s2 = lam[2:].mean()
+    W = Vt[:2].T * np.sqrt(lam[:2] - s2)
+    em = PPCA(2, method="em", max_iter=1, W_init=W, noise_variance_init=s2).fit(X)
+    np.testing.assert_allclose(float(em.noise_variance_), s2, rtol=tol(bk, 1e-6, 1e-3))
+
+
+def test_small_but_resolved_noise_fits_in_float32(bk, hrng):
+    # data std ~45, noise std 0.05: sigma^2 / lambda_1 ~ 1.6e-6, 13 eps_float32; not degenerate
+    Z = hrng.normal(size=(2000, 2)) * [10.0, 5.0]
+    X = Z @ hrng.normal(size=(2, 20)) + 0.05 * hrng.normal(size=(2000, 20))
+    lam = np.linalg.eigvalsh(np.cov(X, rowvar=False, bias=True))
+    m = PPCA(2).fit(X)
+    np.testing.assert_allclose(float(m.noise_variance_), lam[:-2].mean(), rtol=tol(bk, 1e-8, 1e-2))
+    # a thousand times less noise: sigma^2 / lambda_1 ~ 1e-12, resolved by float64 only
+    X = Z @ hrng.normal(size=(2, 20)) + 5e-5 * hrng.normal(size=(2000, 20))
+    if bk.dtype_name == "float64":
+        lam = np.linalg.eigvalsh(np.cov(X, rowvar=False, bias=True))
+        np.testing.assert_allclose(float(PPCA(2).fit(X).noise_variance_), lam[:-2].mean(), rtol=1e-3)
+    else:
+        with pytest.raises(ValueError, match=r'below what float32 resolves(.|\n)*dtype="float64"'):
+            PPCA(2).fit(X)
+
+
+def test_em_init_is_checked(bk, hrng):
+    X = _data(hrng, N=50)
+    W0 = hrng.normal(size=(6, 2))
+    bad_W = W0.copy()
+    bad_W[0, 0] = np.nan
+    cases = [({"W_init": bad_W}, "W_init"),
+             ({"W_init": np.zeros((6, 2))}, "W_init must have full column rank"),  # EM stays at W = 0
+             ({"W_init": np.ones((6, 2))}, "W_init must have full column rank"),
+             ({"noise_variance_init": float("inf")}, "noise_variance_init"),
+             ({"noise_variance_init": float("nan")}, "noise_variance_init"),
+             ({"noise_variance_init": 0.0}, "noise_variance_init")]
+    for kwargs, msg in cases:
+        model = PPCA(2, method="em", **kwargs)
+        with pytest.raises(ValueError, match=msg):
+            model.fit(X)
+        assert not hasattr(model, "W_")
+    ll = PPCA(2, method="em", W_init=W0, noise_variance_init=1.0).fit(X).history_["log_likelihood"]
+    assert ll[-1] > ll[0]                                  # a good start still fits

@@ -7,7 +7,11 @@ The model, for x: (p,) and a latent z: (q,), q < p:
 Log-likelihood of one example, with M = W'W + sigma^2 I_q (q, q) and xc = x - mu
 (Woodbury: C^-1 = (I - W M^-1 W') / sigma^2; determinant lemma: |C| = sigma^{2(p-q)} |M|):
 
-    log p(x) = -1/2 [ p log 2pi + (p - q) log sigma^2 + log|M| + (xc'xc - xc'W M^-1 W'xc) / sigma^2 ]   (2)
+    log p(x) = -1/2 [ p log 2pi + (p - q) log sigma^2 + log|M| + xc'C^-1 xc ],                (2)
+    xc'C^-1 xc = (xc'xc - xc'W m) / sigma^2 = ||xc - W m||^2 / sigma^2 + ||m||^2,  m = M^-1 W'xc.
+
+The code uses the last form: the middle one subtracts two numbers that nearly cancel
+when sigma^2 << lambda_1, the largest variance. (5) and (7) below use residuals likewise.
 
 Closed form (Tipping & Bishop eqs. 7-8): with S = Xc'Xc / N (the ML covariance), its
 eigenvalues lambda_1 >= ... >= lambda_p and eigenvectors U,
@@ -22,14 +26,14 @@ EM as coordinate ascent on the ELBO (Neal & Hinton 1998). For q(z_n) = N(m_n, S)
 with E[z z'] summed over n:  Ezz = N S + sum_n m_n m_n',
 
     L(W, sigma^2, q) = sum_n E_q[log p(x_n | z_n) + log p(z_n)] + H[q(z_n)]
-      = -N p/2 log(2 pi sigma^2) - (sum_n ||xc_n||^2 - 2 sum_n m_n'W'xc_n + tr(W'W Ezz)) / (2 sigma^2)
+      = -N p/2 log(2 pi sigma^2) - (sum_n ||xc_n - W m_n||^2 + N tr(W'W S)) / (2 sigma^2)
         - N q/2 log 2pi - tr(Ezz)/2 + N q/2 (1 + log 2pi) + N/2 log|S|,               (5)
 
 and log p(X) = L + sum_n KL(q(z_n) || p(z_n | x_n)). The E-step sets q by (4) (the gap
 closes); the M-step maximizes (5) over W then sigma^2 (Bishop PRML eqs. 12.56-12.57):
 
     W_new = [sum_n xc_n m_n'] Ezz^-1,                                                (6)
-    sigma^2_new = (sum_n ||xc_n||^2 - 2 sum_n m_n'W_new'xc_n + tr(W_new'W_new Ezz)) / (N p).   (7)
+    sigma^2_new = (sum_n ||xc_n - W_new m_n||^2 + N tr(W_new'W_new S)) / (N p).            (7)
 
 mu is the sample mean in both methods (its ML value does not depend on W, sigma^2).
 
@@ -54,6 +58,8 @@ from ..densities import LOG_2PI
 from .pca import as_data, fix_signs
 
 
+FLOOR_EPS = 4.0  # fit refuses sigma^2 <= FLOOR_EPS * eps * lambda_1: rounding, not noise
+
 
 def ppca_log_likelihood(Xc, W, sigma2):
     """Per-example log-likelihood under PPCA, eq. (2), and the posterior means, eq. (4).
@@ -70,12 +76,33 @@ def ppca_log_likelihood(Xc, W, sigma2):
     xp = array_namespace(Xc, W)
     p, q = W.shape
     M = W.T @ W + sigma2 * xp.eye(q, dtype=W.dtype, device=W.device)
-    XW = Xc @ W                                            # (N, q) rows W'xc_n
-    m = xp.linalg.solve(M, XW.T).T                         # m_n = M^-1 W'xc_n
+    m = xp.linalg.solve(M, (Xc @ W).T).T                   # m_n = M^-1 W'xc_n
+    R = Xc - m @ W.T                                       # (N, p) residuals xc_n - W m_n
     _, logdetM = xp.linalg.slogdet(M)
-    quad = (xp.sum(Xc * Xc, axis=1) - xp.sum(XW * m, axis=1)) / sigma2  # xc'C^-1 xc
+    # xc'C^-1 xc = (xc'xc - xc'W m) / sigma^2 = ||xc - W m||^2 / sigma^2 + ||m||^2, since
+    # W'W m = (M - sigma^2 I) m = W'xc - sigma^2 m. The first form subtracts two nearly
+    # equal numbers when sigma^2 << lambda_1 (0.4 nats lost in float32); the second adds.
+    quad = xp.sum(R * R, axis=1) / sigma2 + xp.sum(m * m, axis=1)
     logp = -0.5 * (p * LOG_2PI + (p - q) * xp.log(sigma2) + logdetM + quad)
     return logp, m, M
+
+
+def expected_sq_error(Xc, W, m, S):
+    """sum_n E_q ||xc_n - W z_n||^2 for q(z_n) = N(m_n, S): the numerator in (5) and (7).
+
+    sum_n ||xc_n||^2 - 2 sum_n m_n'W'xc_n + tr(W'W Ezz)
+      = sum_n ||xc_n - W m_n||^2 + N tr(W'W S)        (Ezz = N S + sum_n m_n m_n'),
+    computed in the second form, a sum of squares: in the first, terms of size
+    N lambda_1 cancel down to about N p sigma^2 when the noise is small.
+
+    Inputs:
+    - Xc: (N, p), W: (p, q), m: (N, q), S: (q, q).
+    Returns:
+    - 0-d array.
+    """
+    xp = array_namespace(Xc, W)
+    R = Xc - m @ W.T                                       # (N, p) residuals xc_n - W m_n
+    return xp.sum(R * R) + Xc.shape[0] * xp.sum((W.T @ W) * S)  # tr(W'W S), S symmetric
 
 
 def ppca_elbo(Xc, W, sigma2, m, S):
@@ -92,11 +119,8 @@ def ppca_elbo(Xc, W, sigma2, m, S):
     N, p = Xc.shape
     q = W.shape[1]
     Ezz = N * S + m.T @ m                                  # sum_n E[z_n z_n']
-    A = xp.sum(Xc * Xc)                                    # sum_n ||xc_n||^2
-    B = xp.sum((Xc @ W) * m)                               # sum_n m_n'W'xc_n
-    Ctr = xp.sum((W.T @ W) * Ezz)                          # tr(W'W Ezz)
     _, logdetS = xp.linalg.slogdet(S)
-    e_loglik = -0.5 * N * p * (LOG_2PI + xp.log(sigma2)) - (A - 2.0 * B + Ctr) / (2.0 * sigma2)
+    e_loglik = -0.5 * N * p * (LOG_2PI + xp.log(sigma2)) - expected_sq_error(Xc, W, m, S) / (2.0 * sigma2)
     e_logprior = -0.5 * N * q * LOG_2PI - 0.5 * xp.sum(xp.linalg.diagonal(Ezz))
     entropy = 0.5 * N * q * (1.0 + LOG_2PI) + 0.5 * N * logdetS
     return (e_loglik + e_logprior + entropy) / N
@@ -118,6 +142,7 @@ class PPCA:
       iteration is <= tol (default 1e-10).
     - seed: seeds the random initial W for EM (W0 ~ N(0, var) entries, sigma^2_0 = the
       mean data variance), unless W_init / noise_variance_init are given.
+    - W_init: (p, q) finite, of full column rank q; noise_variance_init: finite, > 0.
 
     Attributes after fit (backend arrays): mean_ (p,), W_ (p, q), noise_variance_ (0-d,
     sigma^2), components_ (q, p) orthonormal rows spanning W's columns; for EM also
@@ -126,7 +151,9 @@ class PPCA:
     "closed_form" entry for the closed form).
 
     Degenerate data (all of it within a q-dimensional affine subspace) give sigma^2 = 0
-    and an unbounded likelihood: fit raises ValueError rather than return NaN.
+    and an unbounded likelihood: fit raises ValueError rather than return NaN. So it does
+    when sigma^2 <= 4 eps lambda_1, below what the dtype resolves (float32: sigma^2 / lambda_1
+    <= 5e-7); fit such data in float64.
     """
 
     METHODS = ("closed_form", "em")
@@ -163,8 +190,11 @@ class PPCA:
                              f"the data span at most N - 1 = {N - 1} directions")
         mean = xp.mean(X, axis=0)
         Xc = X - mean
-        # scale for the degeneracy check: sigma^2 below this is rounding noise
-        floor = 10.0 * xp.finfo(X.dtype).eps * p * float(xp.sum(Xc * Xc)) / (N * p)
+        # The smallest sigma^2 this dtype resolves: rounding S = Xc'Xc/N moves its eigenvalues
+        # by about eps lambda_1 (exactly flat data give |sigma^2| < 0.5 eps lambda_1), so a
+        # sigma^2 below a few eps lambda_1 cannot be told from 0.
+        lam1 = float(xp.max(xp.linalg.eigvalsh(Xc.T @ Xc / N)))  # largest variance
+        floor = FLOOR_EPS * xp.finfo(X.dtype).eps * lam1
         fit = self._fit_closed_form if self.method == "closed_form" else self._fit_em
         fitted = fit(Xc, floor)  # W_, noise_variance_, history_, n_iter_, converged_
         U = xp.linalg.svd(fitted["W_"], full_matrices=False)[0]  # orthonormal basis of span(W)
@@ -176,12 +206,22 @@ class PPCA:
         return self
 
     def _check_sigma2(self, sigma2, floor: float):
-        if not float(sigma2) > floor:
-            raise ValueError(
-                f"sigma^2 = {float(sigma2):.3g}: the data lie (up to rounding) in an affine "
-                f"subspace of dimension <= n_components={self.n_components}, so the PPCA "
-                "likelihood is unbounded; use fewer components (or PCA)"
-            )
+        if float(sigma2) > floor:
+            return
+        xp = array_namespace(sigma2)
+        finfo = xp.finfo(sigma2.dtype)
+        dtype, q = f"float{finfo.bits}", self.n_components
+        msg = (f"sigma^2 = {float(sigma2):.3g} is below what {dtype} resolves relative to the "
+               f"largest variance lambda_1 = {floor / (FLOOR_EPS * finfo.eps):.3g} "
+               f"({FLOOR_EPS:g} eps lambda_1 = {floor:.3g}): ")
+        if finfo.bits < 64:
+            msg += (f"the noise is too small for {dtype}, or the data lie in an affine subspace of "
+                    f"dimension <= n_components={q}, where the PPCA likelihood is unbounded; fit "
+                    'in float64 (backend.use(..., dtype="float64")) or use fewer components')
+        else:
+            msg += (f"the data lie (up to rounding) in an affine subspace of dimension <= "
+                    f"n_components={q}, so the PPCA likelihood is unbounded; use fewer components (or PCA)")
+        raise ValueError(msg)
 
     def _fit_closed_form(self, Xc, floor: float) -> dict:
         xp = array_namespace(Xc)
@@ -210,13 +250,21 @@ class PPCA:
             W = backend.asarray(self.W_init, dtype=Xc.dtype)
             if W.shape != (p, q):
                 raise ValueError(f"W_init must have shape (p, q) = {(p, q)}, got {W.shape}")
+            if not bool(xp.all(xp.isfinite(W))):
+                raise ValueError("W_init contains NaN or inf: give finite loadings")
+            sv = xp.linalg.svdvals(W)                      # descending
+            if not float(sv[-1]) > xp.finfo(W.dtype).eps * p * float(sv[0]):
+                # EM never leaves a rank-deficient W (W = 0 is a fixed point): m_n and
+                # W_new stay in the directions W_init spans
+                raise ValueError(f"W_init must have full column rank q={q} (independent columns); "
+                                 f"its singular values are {backend.to_numpy(sv)}")
         else:
             W = backend.RNG(self.seed).normal((p, q)) * xp.sqrt(var)
             W = xp.astype(W, Xc.dtype)
         if self.noise_variance_init is not None:
             sigma2 = backend.asarray(float(self.noise_variance_init), dtype=Xc.dtype)
-            if not float(sigma2) > 0:
-                raise ValueError(f"noise_variance_init must be > 0, got {self.noise_variance_init}")
+            if not (math.isfinite(float(sigma2)) and float(sigma2) > 0):
+                raise ValueError(f"noise_variance_init must be finite and > 0, got {self.noise_variance_init}")
         else:
             sigma2 = var
         return W, sigma2
@@ -240,8 +288,7 @@ class PPCA:
             Ezz = N * S + m.T @ m                          # sum_n E[z_n z_n']
             XcTm = Xc.T @ m                                # sum_n xc_n m_n'  (p, q)
             W = xp.linalg.solve(Ezz, XcTm.T).T             # eq. (6): XcTm Ezz^-1 (Ezz symmetric)
-            sigma2 = (xp.sum(Xc * Xc) - 2.0 * xp.sum((Xc @ W) * m)
-                      + xp.sum((W.T @ W) * Ezz)) / (N * p)  # eq. (7)
+            sigma2 = expected_sq_error(Xc, W, m, S) / (N * p)  # eq. (7)
             self._check_sigma2(sigma2, floor)
             m_old = m
             logp, m, M = ppca_log_likelihood(Xc, W, sigma2)  # new parameters, next posterior
