@@ -330,7 +330,7 @@ class ScratchRun:
             xb = xp.take(self.X, self._next_index(), axis=0)
             loss, stats = model.loss_and_grads(xb, check=False)
             opt.step(model.params, model.grads)
-            terms = {"loss": loss, **stats}
+            terms = {k: v * xb.shape[0] for k, v in {"loss": loss, **stats}.items()}  # per-example sums
             self.sums = terms if self.sums is None else {k: self.sums[k] + v for k, v in terms.items()}
             self.window.append(loss)
             if len(self.window) == self.log_every:
@@ -495,6 +495,12 @@ def bench(workloads=("mnist", "digits"), batch_sizes=None, backend_name: str | N
     - threads: BLAS threads (2 here, as for PyTorch's set_num_threads); None keeps the default.
     - retain_memory: call backend.retain_freed_memory() first (glibc keeps freed memory).
     """
+    plan = [(WORKLOADS[name], B) for name in workloads
+            for B in ((batch_sizes or WORKLOADS[name].batch_sizes) if name == "mnist" else (digits_batch_size,))]
+    for w, B in plan:  # a batch is a slice of the data: a larger one would be cut short, unreported
+        if B > n_examples:
+            raise ValueError(f"batch size {B} of workload {w.name} is larger than the data set "
+                             f"({n_examples} examples); choose at most {n_examples}")
     thread_note = set_threads(threads)
     retained = backend.retain_freed_memory() if retain_memory else False
     b = backend.use(backend_name, dtype="float32")
@@ -505,27 +511,24 @@ def bench(workloads=("mnist", "digits"), batch_sizes=None, backend_name: str | N
               "retain_freed_memory": retained, "load_average_before": load_average(), "runs": []}
     if b.name == "cupy":
         result["machine"].update(gpu_info())
-    for name in workloads:
-        w = WORKLOADS[name]
-        sizes = (batch_sizes or w.batch_sizes) if name == "mnist" else (digits_batch_size,)
-        for B in sizes:
-            n_steps = steps or math.ceil(n_examples / B)
-            progress(f"{w.name} {w.layers} batch {B}: {repeats} x {n_steps} steps on {b.name} ...")
-            run = ScratchRun(w, B, n_examples=n_examples).setup()
-            timed_repeats([run], n_steps, repeats, warmup)
-            rec = {"workload": w.name, "layers": w.layers, "batch_size": B, "steps_timed": n_steps,
-                   "repeats": repeats, "scratchvae": epoch_figures(run.times, B)}
-            rec["scratchvae"]["breakdown_ms"] = timed_breakdowns([run], max(1, breakdown_steps // 5))[0]
-            rec["scratchvae"]["dtypes"] = sorted(run.dtypes())
-            rec["scratchvae"]["final_loss"] = run.losses[-1]
-            shapes = matmul_shapes(w, B)
-            fl = time_matmuls(shapes, floor_reps)
-            fl["epoch_s"] = fl["matmul_ms"] / 1e3 * math.ceil(EPOCH / B)
-            rec["floor"] = fl
-            rec["scratchvae"]["over_floor"] = rec["scratchvae"]["step_ms"] / fl["matmul_ms"]
-            if memory:
-                rec["scratchvae"]["memory"] = probe_memory(name, B, min(n_steps, 200), b.name, threads, retained)
-            result["runs"].append(rec)
+    for w, B in plan:
+        n_steps = steps or math.ceil(n_examples / B)
+        progress(f"{w.name} {w.layers} batch {B}: {repeats} x {n_steps} steps on {b.name} ...")
+        run = ScratchRun(w, B, n_examples=n_examples).setup()
+        timed_repeats([run], n_steps, repeats, warmup)
+        rec = {"workload": w.name, "layers": w.layers, "batch_size": B, "steps_timed": n_steps,
+               "repeats": repeats, "scratchvae": epoch_figures(run.times, B)}
+        rec["scratchvae"]["breakdown_ms"] = timed_breakdowns([run], max(1, breakdown_steps // 5))[0]
+        rec["scratchvae"]["dtypes"] = sorted(run.dtypes())
+        rec["scratchvae"]["final_loss"] = run.losses[-1]
+        shapes = matmul_shapes(w, B)
+        fl = time_matmuls(shapes, floor_reps)
+        fl["epoch_s"] = fl["matmul_ms"] / 1e3 * math.ceil(EPOCH / B)
+        rec["floor"] = fl
+        rec["scratchvae"]["over_floor"] = rec["scratchvae"]["step_ms"] / fl["matmul_ms"]
+        if memory:
+            rec["scratchvae"]["memory"] = probe_memory(w.name, B, min(n_steps, 200), b.name, threads, retained)
+        result["runs"].append(rec)
     result["load_average_after"] = load_average()
     return result
 
@@ -568,6 +571,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def batch_size(text: str) -> int:
+    """An ``argparse`` type: a batch size from 1 to EPOCH (the examples a run holds)."""
+    B = positive_int(text)
+    if B > EPOCH:
+        raise argparse.ArgumentTypeError(f"a batch cannot hold more than the {EPOCH} examples of the data set, "
+                                         f"got {text!r}")
+    return B
+
+
 def add_arguments(p: argparse.ArgumentParser, with_backend: bool = True) -> None:
     """The bench options (shared by ``scratchvae bench``)."""
     if with_backend:
@@ -575,9 +587,9 @@ def add_arguments(p: argparse.ArgumentParser, with_backend: bool = True) -> None
                        help="array backend to time (default: numpy)")
     p.add_argument("--workloads", nargs="+", default=["mnist", "digits"], choices=sorted(WORKLOADS),
                    help="what to time (default: mnist digits)")
-    p.add_argument("--batch-sizes", type=positive_int, nargs="+", default=None,
+    p.add_argument("--batch-sizes", type=batch_size, nargs="+", default=None,
                    help="batch sizes of the mnist workload (default: 128 1024)")
-    p.add_argument("--digits-batch-size", type=positive_int, default=64, help="batch size of the digits workload (default: 64)")
+    p.add_argument("--digits-batch-size", type=batch_size, default=64, help="batch size of the digits workload (default: 64)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="steps per timed epoch (default: a full epoch of 60,000 examples); figures are scaled to 60,000")
     p.add_argument("--repeats", type=positive_int, default=5, help="timed epochs; the median is reported (default: 5)")
@@ -590,7 +602,7 @@ def add_arguments(p: argparse.ArgumentParser, with_backend: bool = True) -> None
     p.add_argument("--no-kernels", action="store_true",
                    help="time the array-API reference alone, without scratchvae.kernels "
                         "(as SCRATCHVAE_KERNELS=off)")
-    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--json", type=os.path.expanduser, default=None, help="also write the figures to this JSON file")
 
 
 def run_from_args(args) -> int:
@@ -607,6 +619,8 @@ def run_from_args(args) -> int:
                                                           else args.digits_batch_size)
         print(json.dumps(_probe(w, B, args.steps or 50)))
         return 0
+    if args.json:
+        _check_writable(args.json)  # now, not after minutes of timing
     result = bench(args.workloads, args.batch_sizes, args.backend, args.steps, args.repeats,
                    args.warmup, memory=not args.no_memory, threads=args.threads or None,
                    digits_batch_size=args.digits_batch_size, retain_memory=args.retain_freed_memory,
@@ -621,6 +635,16 @@ def run_from_args(args) -> int:
             json.dump(result, f, indent=2)
         print(f"wrote {args.json}")
     return 0
+
+
+def _check_writable(path: str) -> None:
+    """Raise OSError (IsADirectoryError, PermissionError, ...) unless ``path`` can be written;
+    a file it had to create for the test is removed again."""
+    existed = os.path.lexists(path)
+    with open(path, "a"):  # "a": an existing file keeps its contents
+        pass
+    if not existed:
+        os.remove(path)
 
 
 def main(argv=None) -> int:

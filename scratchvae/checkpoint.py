@@ -9,7 +9,9 @@ Layout (every entry a plain array; no Python objects):
     "optim/<key>"       optimizer state ("m/enc.fc1.W", ...)
 
 Writing goes to a temporary file in the same folder, then ``os.replace`` renames it over
-the target: a crash mid-write leaves the previous checkpoint intact. Reading uses
+the target: a crash mid-write leaves the previous checkpoint intact. The file gets the
+mode any new file would (0666 less the umask), not the temporary file's private 0600, so
+another user can read a run where the folder allows it. Reading uses
 ``numpy.load(allow_pickle=False)`` and checks the format marker, so a truncated or
 foreign file is refused with a message instead of a traceback (or worse, code execution).
 """
@@ -66,12 +68,20 @@ def save(path, model, optimizer=None, rngs: dict | None = None, extra: dict | No
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600: give it a plain file's mode
         os.replace(tmp, path)  # atomic on POSIX and Windows
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def _umask() -> int:
+    """The process's umask (os.umask can only read it by setting it: set, then put back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _hyper(optimizer) -> dict:
@@ -99,6 +109,9 @@ def read(path) -> dict:
                     "pass a file written by scratchvae"
                 )
             meta = json.loads(str(f["meta"]))
+            if not isinstance(meta, dict):
+                raise CheckpointError(f"{path} is damaged: its meta record is a JSON {type(meta).__name__}, "
+                                      "not an object; use an earlier checkpoint or train again")
             params = {k[len("param/"):]: f[k] for k in f.files if k.startswith("param/")}
             optim = {k[len("optim/"):]: f[k] for k in f.files if k.startswith("optim/")}
     except CheckpointError:
@@ -125,6 +138,8 @@ def restore_params(model, params: dict, path="checkpoint") -> None:
         raise CheckpointError(f"{path} does not match this model: parameters differ ({diff[:6]})")
     xp = backend.current().xp
     for k, p in own.items():
+        if params[k].dtype.kind not in "fiu":
+            raise CheckpointError(f"{path} is damaged: parameter {k!r} holds {params[k].dtype} data, not numbers")
         if tuple(p.shape) != tuple(params[k].shape):
             raise CheckpointError(
                 f"{path} does not match this model: {k!r} has shape {params[k].shape}, model has {tuple(p.shape)}"
@@ -142,13 +157,23 @@ def model_from(ck: dict, path="checkpoint", expect=None):
     """load_model for a checkpoint already read with ``read`` (``path`` names it in errors)."""
     meta = ck["meta"]
     classes = _model_classes()
-    cls = classes.get(meta.get("model_class"))
+    cls = classes.get(str(meta.get("model_class")))  # str: an edited file may hold a list here
     if cls is None or (expect is not None and cls is not expect):
         want = expect.__name__ if expect is not None else "a scratchvae model"
         raise CheckpointError(f"{path} holds a {meta.get('model_class')!r}, not {want}")
-    model = cls(**meta["config"])
+    config = meta.get("config")
+    try:
+        model = cls(**config)
+    except (TypeError, ValueError) as exc:  # not a dict, an unknown key, a bad value
+        raise CheckpointError(f"{path} holds a model config that {cls.__name__} does not accept: {exc}") from None
     restore_params(model, ck["params"], path)
-    model.rng.set_state(meta["rng_states"]["model"])
+    rng_states = meta.get("rng_states")
+    if not isinstance(rng_states, dict) or "model" not in rng_states:
+        raise CheckpointError(f"{path} is damaged: it holds no RNG state for the model")
+    try:
+        model.rng.set_state(rng_states["model"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path} is damaged: its RNG state cannot be restored ({exc})") from None
     return model
 
 

@@ -1,6 +1,6 @@
 """The ``scratchvae`` command: train a VAE and write the figures a person wants to see.
 
-    scratchvae train --out runs/digits          # about a minute on a laptop CPU
+    scratchvae train --out runs/digits          # about 10 s on a 2-core laptop CPU
     scratchvae sample runs/digits/model.npz
     scratchvae reconstruct runs/digits/model.npz
     scratchvae evaluate runs/digits/model.npz --k 5000
@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -54,6 +56,23 @@ class UserError(Exception):
     """A mistake the user can fix; printed as one line."""
 
 
+def non_negative_int(text: str) -> int:
+    """An ``argparse`` type for seeds: 0, 1, 2, ... or a usage error naming the option."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return n
+
+
+def _user_path(text: str) -> str:
+    """An ``argparse`` type for paths: ``~`` is the home folder, even in ``--out=~/x``,
+    which the shell leaves as it is."""
+    return os.path.expanduser(text)
+
+
 # ---- train ----------------------------------------------------------------------------
 
 
@@ -62,11 +81,16 @@ def _train(args) -> int:
     from .optim import Adam
     from .training import Trainer
 
-    out = Path(args.out)
-    _writable(out)
     b = backend.use(args.backend, dtype="float32")
+    if args.data_dir is not None:  # absolute: evaluate and reconstruct may run from another folder
+        args.data_dir = str(Path(args.data_dir).resolve())
     ds = datasets.load(args.dataset, split_seed=args.seed, binarize=args.binarize if args.binarize == "fixed" else None,
                        data_dir=args.data_dir)
+    out = Path(args.out)
+    _writable(out)  # only now: a bad backend or data set leaves no empty folder behind
+    for name in ("model.npz", "config.json", "history.csv", "metrics.json"):
+        if (out / name).is_dir():  # found now, not when the first epoch's checkpoint is written
+            raise UserError(f"{out / name} is a folder, where this run writes a file; move it or choose another --out")
     print(f"scratchvae {__version__}: {ds!r} on {b.name} ({b.device}); output in {out}/")
     model = VAE(ds.n_features, hidden=tuple(args.hidden), z_dim=args.z_dim, likelihood=args.likelihood,
                 activation=args.activation, seed=args.seed,
@@ -78,7 +102,6 @@ def _train(args) -> int:
                               "data_dir": args.data_dir, "image_shape": list(ds.image_shape)}}
     config = {"version": __version__, **{k: v for k, v in vars(args).items() if k not in ("func",)},
               "backend": b.name, "dtype": b.dtype_name, "dataset": ds.name, "model": model.config}
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
     from tqdm.auto import tqdm
 
@@ -91,18 +114,24 @@ def _train(args) -> int:
     history = trainer.fit(ds.x_train, ds.x_val, epochs=args.epochs, checkpoint_path=out / "model.npz")
     epochs_bar.close()
     train_time = time.perf_counter() - t0
-    _write_history(history, out / "history.csv")
+    # written once training has succeeded: a failed run leaves the earlier run's files as they were
+    _write_atomic(out / "config.json", json.dumps(config, indent=2) + "\n")
+    _write_atomic(out / "history.csv", _history_csv(history))
 
     metrics = _metrics(model, trainer, ds, args.iwae_k, args.eval_samples)
     metrics.update({"time_per_epoch_s": float(np.mean(history["time"])), "train_time_s": train_time,
                     "epochs": trainer.epoch, "backend": b.name, "device": str(b.device), "dtype": b.dtype_name})
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    _figures(model, ds, history, out, args.seed)
+    _write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    written = ["model.npz", "config.json", "history.csv", "metrics.json", *_figures(model, ds, history, out, args.seed)]
     print(f"test: negative ELBO {metrics['test']['neg_elbo']:.2f} nats "
           f"(rec {metrics['test']['rec']:.2f} + KL {metrics['test']['kl']:.2f}), "
           f"IWAE (k={args.iwae_k}) -log p(x) ~ {metrics['test_nll_iwae']:.2f}; "
           f"{train_time:.1f} s for {trainer.epoch} epochs")
-    print(f"wrote {', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))}")
+    print(f"wrote {', '.join(sorted(written))}")
+    stale = out / "manifold.png"
+    if "manifold.png" not in written and stale.is_file():
+        stale.unlink()  # an earlier run's (this z_dim draws none): left there, it would pass for this run's
+        print(f"removed {stale.name}, left by an earlier run: only a 2-D latent space has a manifold figure")
     return 0
 
 
@@ -119,16 +148,32 @@ def _metrics(model, trainer, ds, k: int, n_samples: int) -> dict:
     return metrics
 
 
-def _write_history(history: dict, path: Path) -> None:
+def _history_csv(history: dict) -> str:
     keys = list(history)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(keys)
-        for row in zip(*(history[k] for k in keys)):
-            w.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow(keys)
+    for row in zip(*(history[k] for k in keys)):
+        w.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
+    return f.getvalue()
 
 
-def _figures(model, ds, history, out: Path, seed: int) -> None:
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``
+    (atomic): an interrupted write leaves the old file whole, never half a new one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "w", newline="") as f:  # open() gives the usual mode: 0666 less the umask
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _figures(model, ds, history, out: Path, seed: int) -> list:
+    """Draw the figures into ``out``; returns the names written (manifold.png only for a
+    2-D latent space)."""
     from . import plotting
 
     to_host = backend.to_numpy
@@ -143,9 +188,12 @@ def _figures(model, ds, history, out: Path, seed: int) -> None:
     mu, _ = model.encode(backend.asarray(ds.x_test))
     plotting.latent_scatter(to_host(mu), ds.y_test, path=out / "latent.png",
                             title="test set: posterior means of z, coloured by label")
+    names = ["curves.png", "reconstructions.png", "samples.png", "latent.png"]
     if model.z_dim == 2:
         plotting.manifold(lambda z: to_host(model.mean_image(model.decode(backend.asarray(z)))),
                           ds.image_shape, n=20, path=out / "manifold.png")
+        names.append("manifold.png")
+    return names
 
 
 def _reconstruction_figure(model, ds, path, n: int = 10) -> None:
@@ -165,16 +213,22 @@ def _load(args):
     backend.use(args.backend, dtype="float32")
     ck = checkpoint.read(args.checkpoint)
     model = checkpoint.model_from(ck, args.checkpoint, expect=VAE)
-    return model, ck["meta"]["extra"].get("data")
+    extra = ck["meta"].get("extra")
+    return model, extra.get("data") if isinstance(extra, dict) else None
 
 
 def _dataset_of(data, args):
-    if data is None:
-        raise UserError(f"{args.checkpoint} does not say which data set it was trained on; "
-                        "use a checkpoint written by `scratchvae train`")
-    return datasets.load(data["name"], split_seed=data["split_seed"],
+    """The data set a checkpoint was trained on (--data-dir, where given, overrides the
+    folder it recorded)."""
+    if not isinstance(data, dict):
+        raise checkpoint.CheckpointError(f"{args.checkpoint} does not say which data set it was trained on; "
+                                         "use a checkpoint written by `scratchvae train`")
+    if not isinstance(data.get("split_seed"), int):
+        raise checkpoint.CheckpointError(f"{args.checkpoint} does not record the seed of its data split "
+                                         "(extra.data.split_seed); use a checkpoint written by `scratchvae train`")
+    return datasets.load(data.get("name"), split_seed=data["split_seed"],
                          binarize="fixed" if data.get("binarize") == "fixed" else None,
-                         data_dir=data.get("data_dir"))
+                         data_dir=getattr(args, "data_dir", None) or data.get("data_dir"))
 
 
 def _default_out(args, name: str) -> Path:
@@ -277,6 +331,9 @@ def _writable(folder: Path) -> None:
         raise UserError(f"cannot write to {folder}: {exc.strerror}; choose another folder with --out") from None
 
 
+DATA_DIR_HELP = "MNIST: folder with the IDX files (default: the one the checkpoint recorded)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="scratchvae", description="Train a variational autoencoder built from scratch, and look at it.",
@@ -293,9 +350,9 @@ def _parser() -> argparse.ArgumentParser:
         return sp
 
     t = command("train", "train a VAE and write checkpoint, metrics and figures", _train)
-    t.add_argument("--out", default="runs/digits", help="output folder (default: runs/digits)")
+    t.add_argument("--out", type=_user_path, default="runs/digits", help="output folder (default: runs/digits)")
     t.add_argument("--dataset", default="digits", help=f"one of {', '.join(datasets.available())} (default: digits)")
-    t.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (default: $SCRATCHVAE_DATA or the cache)")
+    t.add_argument("--data-dir", type=_user_path, default=None, help="folder with the MNIST IDX files (default: $SCRATCHVAE_DATA or the cache)")
     t.add_argument("--hidden", type=positive_int, nargs="+", default=[256], help="hidden layer sizes (default: 256)")
     t.add_argument("--z-dim", type=positive_int, default=2, help="latent dimension (default: 2, for the latent map and manifold)")
     t.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default="bernoulli", help="decoder likelihood")
@@ -306,27 +363,30 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=positive_int, default=300, help="epochs (default: 300, about 10 s for digits on 2 cores)")
     t.add_argument("--batch-size", type=positive_int, default=64, help="batch size (default: 64)")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    t.add_argument("--kl-warmup", type=int, default=0, help="steps over which the KL weight rises 0 -> 1 (default: 0)")
+    t.add_argument("--kl-warmup", type=non_negative_int, default=0, help="steps over which the KL weight rises 0 -> 1 (default: 0)")
     t.add_argument("--binarize", choices=["fixed", "dynamic"], default=None, help="binarize pixels (default: grey levels)")
     t.add_argument("--iwae-k", type=positive_int, default=1000, help="importance samples for the test log-likelihood (default: 1000)")
     t.add_argument("--eval-samples", type=positive_int, default=10, help="samples per example for the reported ELBOs (default: 10)")
-    t.add_argument("--seed", type=int, default=0, help="seed of split, weights, noise and shuffling (default: 0)")
+    t.add_argument("--seed", type=non_negative_int, default=0, help="seed of split, weights, noise and shuffling (default: 0)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     for name, help_, func, default_n in (("sample", "decode random draws from the prior into an image grid", _sample, 64),
                                          ("reconstruct", "test images beside their reconstructions", _reconstruct, 10)):
         s = command(name, help_, func)
-        s.add_argument("checkpoint", help="a model.npz written by `scratchvae train`")
+        s.add_argument("checkpoint", type=_user_path, help="a model.npz written by `scratchvae train`")
         s.add_argument("--n", type=positive_int, default=default_n, help=f"how many images (default: {default_n})")
-        s.add_argument("--out", default=None, help="figure to write: a file (.png unless it names another format such as .pdf) or a folder (default: beside the checkpoint)")
-        s.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
+        s.add_argument("--out", type=_user_path, default=None, help="figure to write: a file (.png unless it names another format such as .pdf) or a folder (default: beside the checkpoint)")
+        s.add_argument("--seed", type=non_negative_int, default=0, help="seed of the draws (default: 0)")
+        if name == "reconstruct":
+            s.add_argument("--data-dir", type=_user_path, default=None, help=DATA_DIR_HELP)
 
     e = command("evaluate", "negative ELBO and importance-weighted log-likelihood from a checkpoint", _evaluate)
-    e.add_argument("checkpoint", help="a model.npz written by `scratchvae train`")
+    e.add_argument("checkpoint", type=_user_path, help="a model.npz written by `scratchvae train`")
     e.add_argument("--k", type=positive_int, default=1000, help="importance samples per example (default: 1000)")
     e.add_argument("--samples", type=positive_int, default=10, help="samples per example for the ELBO (default: 10)")
     e.add_argument("--split", choices=["train", "val", "test"], default="test", help="which split (default: test)")
-    e.add_argument("--seed", type=int, default=0, help="seed of the Monte-Carlo draws (default: 0)")
+    e.add_argument("--seed", type=non_negative_int, default=0, help="seed of the Monte-Carlo draws (default: 0)")
+    e.add_argument("--data-dir", type=_user_path, default=None, help=DATA_DIR_HELP)
 
     bn = command("bench", "time a training step here: per epoch, per phase, against the matmul floor", _bench)
     from .bench import add_arguments as _bench_arguments
@@ -349,9 +409,14 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (UserError, ValueError, checkpoint.CheckpointError, MNISTUnavailable, backend.BackendError,
-            TrainingDiverged, FileNotFoundError, PermissionError) as exc:
+            TrainingDiverged) as exc:
         message = " ".join(str(exc).split())  # one line, whatever the exception's layout
         print(f"scratchvae {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # no such file, permission denied, is a directory, disk full, ...
+        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f)
+        print(f"scratchvae {args.command}: error: {exc.strerror or exc}{': ' + where if where else ''}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"scratchvae {args.command}: interrupted", file=sys.stderr)

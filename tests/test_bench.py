@@ -210,6 +210,22 @@ def test_bench_runs_and_returns_finite_numbers():
     assert result["kernels"] == kernels.status()["numpy"]  # what ran is on record
 
 
+def test_a_batch_larger_than_the_data_set_is_refused(capsys, monkeypatch):
+    """A batch is a slice of the data: one larger than the data would be cut short while
+    its examples per second and floor were reported at the size asked for."""
+    real_bench = bench.bench
+    monkeypatch.setattr(bench, "bench", lambda *a, **kw: pytest.fail("timed a batch larger than the data"))
+    for option in ("--batch-sizes", "--digits-batch-size"):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["bench", option, "60001"])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and f"argument {option}: a batch cannot hold more than the 60000" in err
+    assert cli._parser().parse_args(["bench", "--batch-sizes", "60000"]).batch_sizes == [60000]
+    with pytest.raises(ValueError, match=r"batch size 300 of workload digits is larger than the data set \(256"):
+        real_bench(workloads=("digits",), digits_batch_size=300, n_examples=256, memory=False, threads=None,
+                   progress=lambda s: pytest.fail("timed before checking the batch size"))
+
+
 def test_cli_bench_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     code = cli.main(["bench", "--backend", "numpy", "--workloads", "digits", "--steps", "2", "--repeats", "1",

@@ -1,6 +1,9 @@
 """Checkpoints: atomic writes, exact round trips, no pickle, clear refusals."""
 
 import json
+import os
+import re
+import stat
 import zipfile
 
 import numpy as np
@@ -127,3 +130,55 @@ def test_unwritable_folder_gives_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(CheckpointError, match="cannot write a checkpoint"):
         _trained()[0].save(blocker / "sub" / "m.npz")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX mode bits")
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_checkpoint_gets_the_mode_of_any_new_file(tmp_path, umask, mode):
+    """Not mkstemp's 0600: another user (a student reading an instructor's run) can load it."""
+    path = tmp_path / "m.npz"
+    old = os.umask(umask)
+    try:
+        _trained()[0].save(path)
+        assert os.umask(umask) == umask  # saving put the umask back as it found it
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+
+
+def _edited(tmp_path, edit_meta=None, edit_arrays=None):
+    """A checkpoint written by save, then edited by hand (meta and arrays)."""
+    m, _ = _trained()
+    m.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["meta"]))
+    if edit_meta is not None:
+        meta = edit_meta(meta)
+    if edit_arrays is not None:
+        edit_arrays(arrays)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "edited.npz", **arrays)
+    return tmp_path / "edited.npz"
+
+
+def _string_param(arrays):
+    arrays["param/enc.fc1.W"] = np.full(arrays["param/enc.fc1.W"].shape, "x")
+
+
+@pytest.mark.parametrize("edit_meta, edit_arrays, message", [
+    (lambda m: {**m, "config": {**m["config"], "bogus": 1}}, None, "model config that VAE does not accept"),
+    (lambda m: {**m, "config": {**m["config"], "likelihood": "poisson"}}, None, "does not accept: unknown likelihood"),
+    (lambda m: {k: v for k, v in m.items() if k != "config"}, None, "model config that VAE does not accept"),
+    (lambda m: {k: v for k, v in m.items() if k != "rng_states"}, None, "holds no RNG state"),
+    (lambda m: {**m, "rng_states": {"model": "{}"}}, None, "RNG state cannot be restored"),
+    (lambda m: [1, 2], None, "meta record is a JSON list, not an object"),
+    (lambda m: "hello", None, "meta record is a JSON str, not an object"),
+    (lambda m: {**m, "model_class": ["VAE"]}, None, "holds a ['VAE'], not VAE"),
+    (None, _string_param, "parameter 'enc.fc1.W' holds <U1 data, not numbers"),
+])
+def test_edited_checkpoints_are_refused_with_a_message(tmp_path, edit_meta, edit_arrays, message):
+    path = _edited(tmp_path, edit_meta, edit_arrays)
+    with pytest.raises(CheckpointError, match=re.escape(message)) as info:
+        VAE.load(path)
+    assert str(path) in str(info.value)

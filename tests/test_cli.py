@@ -1,16 +1,18 @@
 """The ``scratchvae`` command, end to end on a tiny budget."""
 
 import json
+import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from scratchvae import cli, kernels
+from scratchvae import backend, checkpoint, cli, datasets, kernels, training
 
 FIGURES = ["curves.png", "reconstructions.png", "samples.png", "latent.png", "manifold.png"]
 FILES = ["model.npz", "config.json", "history.csv", "metrics.json", *FIGURES]
+TINY = ["--epochs", "1", "--hidden", "8", "--iwae-k", "5", "--eval-samples", "2", "--quiet", "--backend", "numpy"]
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +66,28 @@ def test_counts_must_be_positive(capsys, argv, message):
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["train"], ["sample", "m.npz"], ["reconstruct", "m.npz"], ["evaluate", "m.npz"]])
+def test_seeds_must_be_non_negative(capsys, command):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*command, "--seed", "-1"])
+    assert exit_info.value.code == 2
+    assert "argument --seed: expected a non-negative integer, got '-1'" in capsys.readouterr().err
+    assert cli._parser().parse_args([*command, "--seed", "0"]).seed == 0
+
+
+def test_paths_may_start_with_a_tilde(monkeypatch, tmp_path):
+    """``--out=~/x`` reaches the program with its ~ (the shell expands only a word's start)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    parse = cli._parser().parse_args
+    args = parse(["train", "--out=~/run", "--data-dir=~/data"])
+    assert (args.out, args.data_dir) == (str(tmp_path / "run"), str(tmp_path / "data"))
+    for command in ("sample", "reconstruct"):
+        args = parse([command, "~/run/model.npz", "--out=~/fig.png"])
+        assert (args.checkpoint, args.out) == (str(tmp_path / "run/model.npz"), str(tmp_path / "fig.png"))
+    assert parse(["evaluate", "~/m.npz", "--data-dir=~/d"]).data_dir == str(tmp_path / "d")
+    assert parse(["bench", "--json=~/b.json"]).json == str(tmp_path / "b.json")
+
+
 def test_config_records_the_backend_and_data_set_that_ran(tmp_path, monkeypatch):
     monkeypatch.delenv("SCRATCHVAE_BACKEND", raising=False)
     assert cli.main(["train", "--out", str(tmp_path), "--epochs", "1", "--hidden", "8", "--iwae-k", "5",
@@ -114,6 +138,7 @@ def _one_line_error(capsys, argv, pattern):
 
 def test_errors_are_one_clear_line(tmp_path, capsys):
     _one_line_error(capsys, ["train", "--dataset", "cifar", "--out", str(tmp_path / "a")], "unknown")
+    assert not (tmp_path / "a").exists()  # the folder is made once backend and data set have loaded
     blocker = tmp_path / "file"
     blocker.write_text("")
     _one_line_error(capsys, ["train", "--out", str(blocker / "sub")], "cannot write to")
@@ -136,3 +161,88 @@ def test_mnist_offline_fails_fast_with_advice(tmp_path, capsys, monkeypatch):
 def test_python_dash_m_and_help():
     r = subprocess.run([sys.executable, "-m", "scratchvae", "train", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "examples:" in r.stdout and "--kl-warmup" in r.stdout
+
+
+def test_a_bad_backend_makes_no_output_folder(tmp_path, capsys, monkeypatch):
+    def bogus(*args, **kwargs):
+        raise backend.BackendError("unknown backend 'bogus'")
+
+    monkeypatch.setattr(backend, "use", bogus)
+    _one_line_error(capsys, ["train", "--out", str(tmp_path / "new")], "unknown backend 'bogus'")
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_failed_run_leaves_the_earlier_runs_config(tmp_path, capsys, monkeypatch):
+    assert cli.main(["train", "--out", str(tmp_path), *TINY]) == 0
+    before = {name: (tmp_path / name).read_bytes() for name in ("config.json", "history.csv", "metrics.json")}
+
+    def diverge(self, *args, **kwargs):
+        raise training.TrainingDiverged("the loss became NaN or infinite at step 1")
+
+    monkeypatch.setattr(training.Trainer, "fit", diverge)
+    _one_line_error(capsys, ["train", "--out", str(tmp_path), *TINY, "--z-dim", "3"], "became NaN")
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files
+
+
+def test_wrote_names_this_runs_files_and_removes_a_stale_manifold(tmp_path, capsys):
+    assert cli.main(["train", "--out", str(tmp_path), *TINY]) == 0  # z_dim 2: a manifold
+    assert (tmp_path / "manifold.png").is_file()
+    (tmp_path / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert cli.main(["train", "--out", str(tmp_path), *TINY, "--z-dim", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    written = sorted(set(FILES) - {"manifold.png"})
+    assert f"wrote {', '.join(written)}" in lines
+    assert any(line.startswith("removed manifold.png") for line in lines)
+    assert not (tmp_path / "manifold.png").exists() and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_relative_data_dir_is_recorded_absolute_and_can_be_overridden(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "--out", "run", "--data-dir", "data", *TINY]) == 0
+    data = checkpoint.read(tmp_path / "run/model.npz")["meta"]["extra"]["data"]
+    assert data["data_dir"] == str(tmp_path / "data")
+    assert json.loads((tmp_path / "run/config.json").read_text())["data_dir"] == str(tmp_path / "data")
+    seen = []
+    real_load = datasets.load
+    monkeypatch.setattr(datasets, "load", lambda *a, **kw: seen.append(kw["data_dir"]) or real_load(*a, **kw))
+    ck = str(tmp_path / "run/model.npz")
+    assert cli.main(["evaluate", ck, "--k", "2", "--samples", "1"]) == 0
+    assert cli.main(["evaluate", ck, "--k", "2", "--samples", "1", "--data-dir", "elsewhere"]) == 0
+    assert cli.main(["reconstruct", ck, "--data-dir", "there", "--out", str(tmp_path / "r.png")]) == 0
+    assert seen == [str(tmp_path / "data"), "elsewhere", "there"]
+
+
+def _edited_checkpoint(run, path, edit):
+    with np.load(run / "model.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["meta"]))
+    edit(meta)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    return str(path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.pop("extra"), "does not say which data set it was trained on"),
+    (lambda m: m["extra"].update(data=[1, 2]), "does not say which data set it was trained on"),
+    (lambda m: m["extra"]["data"].pop("split_seed"), "does not record the seed of its data split"),
+    (lambda m: m["config"].update(bogus=1), "holds a model config that VAE does not accept"),
+    (lambda m: m.pop("rng_states"), "holds no RNG state"),
+])
+def test_an_edited_checkpoint_gives_one_line(run, tmp_path, capsys, edit, message):
+    ck = _edited_checkpoint(run, tmp_path / "edited.npz", edit)
+    _one_line_error(capsys, ["evaluate", ck, "--k", "2", "--samples", "1"], f"{ck}")
+    _one_line_error(capsys, ["reconstruct", ck, "--out", str(tmp_path / "r.png")], message)
+
+
+def test_os_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    from scratchvae import bench
+
+    (tmp_path / "model.npz").mkdir()  # in the way of the checkpoint: found before training
+    _one_line_error(capsys, ["train", "--out", str(tmp_path), *TINY], f"{tmp_path / 'model.npz'} is a folder")
+    monkeypatch.setattr(bench, "bench", lambda *a, **kw: pytest.fail("timed before checking --json"))
+    _one_line_error(capsys, ["bench", "--json", str(tmp_path)], f"Is a directory: {tmp_path}")
+    _one_line_error(capsys, ["bench", "--json", str(tmp_path / "no" / "b.json")], "No such file or directory")
+    assert not os.path.exists(tmp_path / "no")

@@ -130,6 +130,26 @@ def test_fixed_binarization(ds):
     assert not np.array_equal(other.x_val, b.x_val)
 
 
+@pytest.mark.parametrize("value, message", [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"),
+                                            (5.0, r"grey levels in \[0, 1\]"), (-0.5, r"grey levels in \[0, 1\]")])
+def test_binarize_refuses_nan_inf_and_values_outside_0_1(value, message):
+    x = np.full((3, 4), 0.5, dtype=np.float32)
+    x[1, 2] = value  # NaN fails both x < 0 and x > 1: a min/max test would pass it as 0
+    with pytest.raises(ValueError, match=message):
+        datasets.binarize(x, 0)
+
+
+def test_fixed_binarization_checks_the_data_first():
+    y = np.zeros(10, dtype=np.int64)
+    x = np.full((10, 4), 0.5, dtype=np.float32)
+    x[3, 1] = np.nan
+    with pytest.raises(ValueError, match="toy x_train contains 1 NaN"):
+        datasets.make_dataset("toy", x, y, (2, 2), 1, n_val=0, n_test=0, binarize_mode="fixed")
+    x[3, 1] = 5.0
+    with pytest.raises(ValueError, match=r"toy x_train must lie in \[0, 1\] but runs from 0.5 to 5"):
+        datasets.make_dataset("toy", x, y, (2, 2), 1, n_val=0, n_test=0, binarize_mode="fixed")
+
+
 def test_binarize_probability_per_pixel():
     # P(b = 1) = x for every pixel: 4000 draws of a row of grey levels
     x = np.linspace(0.0, 1.0, 11, dtype=np.float32)

@@ -116,7 +116,12 @@ def binarize(x, rng):
     # float32 uniforms, compared the same way on the host and on a device: same bits
     u = gen.random(size=tuple(x.shape), dtype=np.float32)
     if isinstance(x, np.ndarray):
-        if x.size and (x.min() < 0 or x.max() > 1):  # a host check is cheap; on a device it would sync
+        # a host check is cheap; on a device it would sync. Written so that NaN fails it:
+        # NaN < 0 and NaN > 1 are both False, so a min/max test would let NaN through
+        if not np.all((x >= 0) & (x <= 1)):
+            if not np.all(np.isfinite(x)):
+                raise ValueError(f"binarize got {int(np.sum(~np.isfinite(x)))} NaN or infinite value(s); "
+                                 "the data is damaged")
             raise ValueError(
                 f"binarize needs grey levels in [0, 1] (they are probabilities), got values from "
                 f"{x.min()} to {x.max()}; scale first (e.g. divide 8-bit images by 255)"
@@ -165,14 +170,14 @@ def make_dataset(name: str, x: np.ndarray, y: np.ndarray, image_shape, n_classes
             raise ValueError(f"{name}: {len(x_test)} test images but {len(y_test)} test labels")
         parts[4] = np.asarray(x_test, dtype=np.float32)
         parts[5] = np.asarray(y_test, dtype=np.int64)
+    for i, part in zip((0, 2, 4), ("x_train", "x_val", "x_test")):
+        check_images(parts[i], f"{name} {part}")  # before binarizing, which would hide damage
+        if parts[i].shape[1:] != (H * W,):
+            raise ValueError(f"{name} {part} has shape {parts[i].shape}, expected (N, {H * W})")
     if binarize_mode == "fixed":
         gen = np.random.default_rng([seed, 1])  # its own stream, apart from the split's
         for i in (0, 2, 4):
             parts[i] = binarize(parts[i], gen)
-    for i, part in zip((0, 2, 4), ("x_train", "x_val", "x_test")):
-        check_images(parts[i], f"{name} {part}")
-        if parts[i].shape[1:] != (H * W,):
-            raise ValueError(f"{name} {part} has shape {parts[i].shape}, expected (N, {H * W})")
     return Dataset(name, *parts, image_shape=(int(H), int(W)), n_classes=int(n_classes),
                    binarized=binarize_mode)
 
