@@ -266,3 +266,19 @@ def test_em_init_is_checked(bk, hrng):
         assert not hasattr(model, "W_")
     ll = PPCA(2, method="em", W_init=W0, noise_variance_init=1.0).fit(X).history_["log_likelihood"]
     assert ll[-1] > ll[0]                                  # a good start still fits
+
+
+def test_closed_form_resolves_noise_far_below_eps_lambda_1(bk64):
+    # Xc = U1 D1 V1' + U2 D2 V2' with orthonormal U = [U1 U2] (columns orthogonal to the
+    # ones vector: Xc is centred) and V = [V1 V2]: its singular values are exactly D1, D2,
+    # so sigma^2 = sum(D2^2) / (N (p - q)), here 1e-14 of lambda_1. Forming S = Xc'Xc / N
+    # would blur it by eps lambda_1; the SVD of Xc resolves it.
+    rng = np.random.default_rng(3)
+    N, p, q = 200, 6, 2
+    U = np.linalg.qr(np.column_stack([np.ones(N), rng.normal(size=(N, p))]))[0][:, 1:]
+    V = np.linalg.qr(rng.normal(size=(p, p)))[0]
+    d = np.array([3e3, 2e3, 3e-4, 2e-4, 1e-4, 5e-5])
+    X = (U * d) @ V.T + 7.0
+    want = (d[q:] ** 2).sum() / (N * (p - q))
+    got = float(PPCA(q).fit(X).noise_variance_)
+    assert got == pytest.approx(want, rel=1e-6)

@@ -190,13 +190,8 @@ class PPCA:
                              f"the data span at most N - 1 = {N - 1} directions")
         mean = xp.mean(X, axis=0)
         Xc = X - mean
-        # The smallest sigma^2 this dtype resolves: rounding S = Xc'Xc/N moves its eigenvalues
-        # by about eps lambda_1 (exactly flat data give |sigma^2| < 0.5 eps lambda_1), so a
-        # sigma^2 below a few eps lambda_1 cannot be told from 0.
-        lam1 = float(xp.max(xp.linalg.eigvalsh(Xc.T @ Xc / N)))  # largest variance
-        floor = FLOOR_EPS * xp.finfo(X.dtype).eps * lam1
         fit = self._fit_closed_form if self.method == "closed_form" else self._fit_em
-        fitted = fit(Xc, floor)  # W_, noise_variance_, history_, n_iter_, converged_
+        fitted = fit(Xc)  # W_, noise_variance_, history_, n_iter_, converged_
         U = xp.linalg.svd(fitted["W_"], full_matrices=False)[0]  # orthonormal basis of span(W)
         # Only now, with nothing left to fail, the attributes: a fit that raised leaves the
         # model as it was (unfitted, or the previous fit), never half of each.
@@ -204,6 +199,13 @@ class PPCA:
         self.mean_, self.n_features_in_ = mean, p
         self.components_ = fix_signs(U.T)                   # (q, p)
         return self
+
+    @staticmethod
+    def _floor(Xc, lam1) -> float:
+        """The smallest sigma^2 this dtype resolves: rounding moves the eigenvalues of
+        S = Xc'Xc/N by about eps lambda_1 (exactly flat data give |sigma^2| < 0.5 eps
+        lambda_1), so a sigma^2 below a few eps lambda_1 cannot be told from 0."""
+        return FLOOR_EPS * array_namespace(Xc).finfo(Xc.dtype).eps * float(lam1)
 
     def _check_sigma2(self, sigma2, floor: float):
         if float(sigma2) > floor:
@@ -223,16 +225,18 @@ class PPCA:
                     f"n_components={q}, so the PPCA likelihood is unbounded; use fewer components (or PCA)")
         raise ValueError(msg)
 
-    def _fit_closed_form(self, Xc, floor: float) -> dict:
+    def _fit_closed_form(self, Xc) -> dict:
         xp = array_namespace(Xc)
         N, p = Xc.shape
         q = self.n_components
-        S = Xc.T @ Xc / N                                  # ML covariance (1/N)
-        lam, U = xp.linalg.eigh(S)                         # ascending
-        lam, U = xp.flip(lam), xp.flip(U, axis=1)          # descending
-        sigma2 = xp.mean(lam[q:])                          # eq. (3): mean discarded eigenvalue
-        self._check_sigma2(sigma2, floor)
-        Uq = fix_signs(U[:, :q].T).T                       # (p, q)
+        # The eigenvalues and eigenvectors of S = Xc'Xc / N from the SVD Xc = U diag(s) V':
+        # S = V diag(s^2 / N) V'. The SVD never forms S, whose rounding would blur every
+        # eigenvalue below eps lambda_1; from s, lambda_i is good to about eps^2 lambda_1.
+        _, s, Vt = xp.linalg.svd(Xc, full_matrices=False)  # descending; min(N, p) of them
+        lam = s * s / N                                    # lambda_i (the rest, if N < p, are 0)
+        sigma2 = xp.sum(lam[q:]) / (p - q)                 # eq. (3): mean of the p - q discarded
+        self._check_sigma2(sigma2, self._floor(Xc, lam[0]))
+        Uq = fix_signs(Vt[:q, :]).T                        # (p, q) top-q eigenvectors
         scale = xp.sqrt(xp.clip(lam[:q] - sigma2, 0.0, None))  # (Lambda_q - sigma^2 I)^{1/2}
         W = Uq * scale[None, :]                            # R = I
         logp, m, M = ppca_log_likelihood(Xc, W, sigma2)
@@ -269,9 +273,10 @@ class PPCA:
             sigma2 = var
         return W, sigma2
 
-    def _fit_em(self, Xc, floor: float) -> dict:
+    def _fit_em(self, Xc) -> dict:
         xp = array_namespace(Xc)
         N, p = Xc.shape
+        floor = self._floor(Xc, xp.max(xp.linalg.eigvalsh(Xc.T @ Xc / N)))  # lambda_1
         W, sigma2 = self._init_em(Xc)
         hist = {"log_likelihood": [], "elbo": [], "step": []}
         logp, m, M = ppca_log_likelihood(Xc, W, sigma2)
