@@ -242,3 +242,16 @@ def test_bad_input(bk, hrng):
     flat = np.concatenate([X, np.full((X.shape[0], 1), 7.0)], axis=1)
     with pytest.raises(ValueError, match=r"a feature is constant\).*Raise reg_covar above \d"):
         GaussianMixture(2, covariance_type="diag", reg_covar=0.0).fit(flat)
+
+
+def test_convergence_does_not_depend_on_the_units_of_the_data(bk64):
+    # x -> s x shifts the mean log-likelihood by -D log s and leaves EM's path alone; the
+    # stopping test must not see the shift (it used to be relative to |log-likelihood|,
+    # which at one scale is ~0: 144 iterations at s = 1, 352 at s = 0.159)
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(200, 2)) + [3.0 * i, 0.0] for i in range(3)])
+    # reg_covar=0: a fixed covariance floor is the one part of EM that has units
+    fits = [GaussianMixture(3, seed=0, max_iter=1000, reg_covar=0.0).fit(X * s) for s in (1.0, 0.159, 1e-3)]
+    n_iter = [g.n_iter_ for g in fits]
+    assert all(g.converged_ for g in fits)
+    assert max(n_iter) - min(n_iter) <= 1, n_iter  # rounding may move the last step by one

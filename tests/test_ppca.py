@@ -282,3 +282,11 @@ def test_closed_form_resolves_noise_far_below_eps_lambda_1(bk64):
     want = (d[q:] ** 2).sum() / (N * (p - q))
     got = float(PPCA(q).fit(X).noise_variance_)
     assert got == pytest.approx(want, rel=1e-6)
+
+
+def test_em_convergence_does_not_depend_on_the_units_of_the_data(bk64, hrng):
+    X = _data(hrng)
+    fits = [PPCA(2, method="em", tol=1e-8, max_iter=5000).fit(X * s) for s in (1.0, 0.3, 1e-3)]
+    n_iter = [m.n_iter_ for m in fits]
+    assert all(m.converged_ for m in fits)
+    assert max(n_iter) - min(n_iter) <= 1, n_iter  # rounding may move the last step by one

@@ -138,8 +138,9 @@ class PPCA:
     - n_components: q, 1 <= q < p and q < N.
     - method: "closed_form" or "em".
     - max_iter: EM iterations at most (default 1000).
-    - tol: EM stops when the relative change of the mean log-likelihood over one
-      iteration is <= tol (default 1e-10).
+    - tol: EM stops when an iteration raises the mean log-likelihood by at most tol
+      times its total rise since the start (default 1e-10); rescaling the data shifts
+      the log-likelihood by a constant, which this test does not see.
     - seed: seeds the random initial W for EM (W0 ~ N(0, var) entries, sigma^2_0 = the
       mean data variance), unless W_init / noise_variance_init are given.
     - W_init: (p, q) finite, of full column rank q; noise_variance_init: finite, > 0.
@@ -303,7 +304,9 @@ class PPCA:
             hist["step"].append("M")
             if not math.isfinite(ll):
                 raise ValueError("PPCA EM produced a non-finite log-likelihood; check the data scale")
-            if abs(ll - ll_old) <= self.tol * abs(ll_old):
+            # converged when this iteration's gain is a small part of the gain so far (a
+            # difference of log-likelihoods: the units of the data do not matter)
+            if abs(ll - ll_old) <= self.tol * abs(ll - hist["log_likelihood"][0]):
                 converged = True
                 break
         return {"W_": W, "noise_variance_": sigma2, "history_": hist, "n_iter_": it, "converged_": converged}

@@ -178,8 +178,9 @@ class GaussianMixture:
     - covariance_type: "full", "diag" or "spherical".
     - reg_covar: added to the covariance diagonals in every M-step (default 1e-6).
     - max_iter: EM iterations (one E-step + one M-step each) at most, default 200.
-    - tol: stop when the relative change of the mean log-likelihood over an iteration
-      is <= tol (default 1e-8).
+    - tol: stop when an iteration raises the mean log-likelihood by at most tol times
+      its total rise since the first E-step (default 1e-8). Rescaling the data shifts the
+      log-likelihood by a constant, which this test does not see.
     - init: "k-means++" (default; seeds by k-means++, then each point to its nearest
       seed), "kmeans" (Lloyd's k-means from those seeds) or "random" (random
       responsibilities). fit(X, init_resp=R) starts from given responsibilities instead.
@@ -295,7 +296,9 @@ class GaussianMixture:
             if not math.isfinite(ll_new):
                 raise ValueError("EM produced a non-finite log-likelihood; rescale the data or "
                                  "raise reg_covar")
-            if abs(ll_new - ll) <= self.tol * abs(ll):
+            # converged when this iteration's gain is a small part of the gain so far: a
+            # difference of log-likelihoods, so the units of the data do not matter
+            if abs(ll_new - ll) <= self.tol * abs(ll_new - hist["log_likelihood"][0]):
                 converged = True
                 break
         # Only now the attributes: a fit that raised (a singular covariance, a non-finite
