@@ -94,7 +94,8 @@ def _make(name: str, dtype: str, device: Any) -> Backend:
             "(or set SCRATCHVAE_BACKEND to one of them)"
         )
     if dtype not in DTYPES:
-        raise BackendError(f"unknown dtype {dtype!r}: choose 'float32' or 'float64'")
+        raise BackendError(f"unknown dtype {dtype!r}: choose 'float32' or 'float64' "
+                           "(or set SCRATCHVAE_DTYPE to one of them)")
     if name == "auto":
         cupy, reason = _cupy_or_reason()
         if cupy is None:
@@ -151,7 +152,7 @@ def use(name: str | None = None, *, dtype: str | None = None, device: Any = None
             device = cur.device
     if dtype is None:
         dtype = cur.dtype_name if cur else os.environ.get("SCRATCHVAE_DTYPE", "float32")
-    _current = _make(name.strip().lower().replace("-", "_"), dtype, device)
+    _current = _make(name.strip().lower().replace("-", "_"), str(dtype).strip().lower(), device)
     return _current
 
 
@@ -181,12 +182,23 @@ def asarray(x, dtype=None):
     """Host data (lists, NumPy arrays, scalars) -> an array of the current backend.
 
     Floating input is cast to the backend's dtype (or ``dtype`` if given), integer input
-    to int64, boolean stays boolean. The same rule holds for arrays already on the
-    backend (so a NumPy float32 array gets the backend dtype on the NumPy backend as on
-    any other); they pass through without a copy when the dtype is already right.
+    to int64, boolean stays boolean; complex input is refused (scratchvae is real-valued).
+    The same rule holds for arrays already on the backend (so a NumPy float32 array gets
+    the backend dtype on the NumPy backend as on any other); they pass through without a
+    copy when the dtype is already right. An array_api_strict array on its CPU device is
+    host data: it moves to the backend's device.
     """
     b = current()
     on_backend = _is_backend_array(x, b)
+    if on_backend:
+        x = _to_backend_device(x, b)
+        is_complex = b.xp.isdtype(x.dtype, "complex floating")
+    else:
+        x = np.asarray(x)
+        is_complex = x.dtype.kind == "c"
+    if is_complex:
+        raise TypeError(f"cannot make a real array from complex data (dtype {x.dtype}): "
+                        "scratchvae is real-valued; pass x.real or abs(x)")
     if dtype is None:
         if on_backend:
             xp = b.xp
@@ -194,24 +206,22 @@ def asarray(x, dtype=None):
                 dtype = b.dtype
             elif xp.isdtype(x.dtype, "integral"):
                 dtype = xp.int64
-            elif xp.isdtype(x.dtype, ("bool", "complex floating")):
+            elif xp.isdtype(x.dtype, "bool"):
                 dtype = x.dtype
             else:  # a NumPy array of strings or objects on the NumPy backend
                 raise TypeError(f"cannot make a numeric array from data of dtype {x.dtype}")
         else:
-            host = np.asarray(x)
-            if host.dtype.kind in "fc":
+            if x.dtype.kind == "f":
                 dtype = b.dtype
-            elif host.dtype.kind in "iu":
+            elif x.dtype.kind in "iu":
                 dtype = b.xp.int64
-            elif host.dtype.kind == "b":
+            elif x.dtype.kind == "b":
                 dtype = b.xp.bool
             else:
-                raise TypeError(f"cannot make a numeric array from data of dtype {host.dtype}")
-            return b.xp.asarray(host, dtype=dtype, device=b.device)
+                raise TypeError(f"cannot make a numeric array from data of dtype {x.dtype}")
     if on_backend:
         return x if x.dtype == dtype else b.xp.astype(x, dtype)
-    return b.xp.asarray(np.asarray(x), dtype=dtype, device=b.device)
+    return b.xp.asarray(x, dtype=dtype, device=b.device)
 
 
 def _is_backend_array(x, b: Backend) -> bool:
@@ -220,6 +230,24 @@ def _is_backend_array(x, b: Backend) -> bool:
     if b.name == "cupy":
         return array_api_compat.is_cupy_array(x)
     return type(x).__module__.startswith("array_api_strict")
+
+
+def _to_backend_device(x, b: Backend):
+    """An array_api_strict array on another of its devices -> on the backend's device.
+
+    DESIGN.md: host data crosses into the backend through ``asarray`` and leaves only
+    through ``to_numpy``. CPU_DEVICE is the host, so CPU_DEVICE -> device1 is the crossing
+    this call exists for (as numpy -> CuPy is). The other way, device1 -> CPU_DEVICE, would
+    be the silent host copy that device1 is there to catch: refused, naming both devices.
+    """
+    if b.name != "array_api_strict" or x.device == b.device:
+        return x
+    if b.device == b.xp.Device("CPU_DEVICE"):
+        raise ValueError(
+            f"asarray got an array on {x.device!r} but the backend is on {b.device!r}: an "
+            "array leaves its device only through backend.to_numpy(x); call that first"
+        )
+    return x.to_device(b.device)
 
 
 def to_numpy(x) -> np.ndarray:
@@ -262,7 +290,18 @@ class RNG:
         return asarray(self.host.normal(loc, scale, size=shape))
 
     def uniform(self, shape, low=0.0, high=1.0):
-        return asarray(self.host.uniform(low, high, size=shape))
+        """Draws in [low, high), in the backend's dtype. The host draws float64; rounding
+        to float32 can give exactly ``high`` (on [0, 1) about once in 2**25 draws, once an
+        MNIST epoch), so a ``u < x`` binarization would turn a pixel x = 1 into 0. Those
+        draws become the largest value below high in that dtype; the others keep theirs."""
+        u = self.host.uniform(low, high, size=shape)
+        if low < high:
+            ftype = np.dtype(current().dtype_name).type
+            top = ftype(high)
+            if top >= high:  # high itself, or rounded up past it
+                top = np.nextafter(top, ftype(low))
+            u = np.minimum(u, top)
+        return asarray(u)
 
     def permutation(self, n: int):
         return asarray(self.host.permutation(n).astype(np.int64))

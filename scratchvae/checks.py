@@ -7,6 +7,7 @@ checked once up front.
 from __future__ import annotations
 
 import argparse
+import math
 import numbers
 
 from array_api_compat import array_namespace
@@ -83,6 +84,9 @@ def check_unit_interval(x, name: str) -> None:
     """Raise ValueError unless every entry of ``x`` lies in [0, 1]."""
     xp = array_namespace(x)
     lo, hi = float(xp.min(x)), float(xp.max(x))
+    if math.isnan(lo) or math.isnan(hi):  # min and max propagate NaN; NaN fails every comparison
+        raise ValueError(f"{name} contains NaN, but must lie in [0, 1] for a Bernoulli "
+                         "likelihood; remove or impute the NaN values first")
     if lo < 0.0 or hi > 1.0:
         raise ValueError(
             f"{name} must lie in [0, 1] for a Bernoulli likelihood, but its values run from "

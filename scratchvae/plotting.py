@@ -49,9 +49,12 @@ def _host(a, name: str) -> np.ndarray:
 
 def _as_images(images, image_shape, name: str) -> np.ndarray:
     """(N, D) rows or (N, H, W) images -> (N, H, W) float64, checked against image_shape."""
-    if len(tuple(image_shape)) != 2 or any(int(s) < 1 for s in image_shape):
+    try:
+        H, W = (int(s) for s in image_shape)
+    except (TypeError, ValueError):  # an int such as 8, None, three sizes, non-numbers
+        H = W = 0
+    if H < 1 or W < 1:
         raise ValueError(f"image_shape must be (H, W), e.g. (28, 28); got {image_shape!r}")
-    H, W = (int(s) for s in image_shape)
     a = _host(images, name)
     if a.ndim == 3 and a.shape[1:] == (H, W):
         return a
@@ -99,6 +102,8 @@ def image_grid(images, image_shape, nrow: int | None = None, title: str | None =
     """
     imgs = _as_images(images, image_shape, "images")
     N = len(imgs)
+    if N == 0:
+        raise ValueError("images is empty; pass at least one image")
     ncol = int(nrow) if nrow is not None else math.ceil(math.sqrt(N))
     if ncol < 1:
         raise ValueError(f"nrow (images per row) must be >= 1, got {nrow}")
@@ -187,6 +192,11 @@ def latent_scatter(z, labels=None, path=None, title: str = "latent space"):
     if z.ndim != 2:
         raise ValueError(f"z must have shape (N, L), one code per row; got {z.shape}")
     N, L = z.shape
+    if N == 0 or L == 0:
+        raise ValueError(f"z is empty (shape {z.shape}); pass at least one code of at least one dimension")
+    if L > 2 and N < 2:
+        raise ValueError(f"z has {N} row of {L} dimensions: projecting on two principal axes "
+                         "needs at least 2 codes; pass more rows")
     if L == 2:
         p, xlabel, ylabel = z, "$z_1$", "$z_2$"
     elif L > 2:
@@ -220,6 +230,8 @@ def latent_scatter(z, labels=None, path=None, title: str = "latent space"):
             ax.legend(title="label", markerscale=2.0 if N <= 2000 else 4.0, loc="center left",
                       bbox_to_anchor=(1.0, 0.5), frameon=False)
         else:
+            if lab.dtype.kind not in "biuf":  # e.g. more than 20 strings: colour by class index
+                lab = np.unique(lab, return_inverse=True)[1]
             sc = ax.scatter(p[:, 0], p[:, 1], c=lab.astype(np.float64), s=size, alpha=0.8,
                             linewidths=0, cmap="viridis", rasterized=True)
             fig.colorbar(sc, ax=ax, label="label")
@@ -297,9 +309,12 @@ def learning_curves(history: dict, path=None):
     curves = {}
     for k, v in history.items():
         try:
-            a = np.array([np.nan if e is None else float(e) for e in np.ravel(np.asarray(v, dtype=object))])
+            v = np.asarray(v, dtype=object)
+            if v.ndim != 1:
+                continue  # a scalar (a config entry such as "lr": 1e-3) or a table: skip it
+            a = np.array([np.nan if e is None else float(e) for e in v])
         except (TypeError, ValueError):
-            continue  # not a numeric series (e.g. a config entry): skip it
+            continue  # not a numeric series (e.g. a name): skip it
         if a.size and np.any(np.isfinite(a)):
             curves[k] = a
     if not curves:

@@ -134,6 +134,15 @@ def test_unknown_backend_lists_the_choices(fresh):
         backend.use("tensorflow")
 
 
+def test_dtype_environment_variable_is_normalized_and_named(fresh, monkeypatch):
+    monkeypatch.setenv("SCRATCHVAE_DTYPE", " Float64 ")
+    assert backend.use("numpy").dtype_name == "float64"
+    monkeypatch.setattr(backend, "_current", None)
+    monkeypatch.setenv("SCRATCHVAE_DTYPE", "float16")
+    with pytest.raises(BackendError, match="unknown dtype 'float16'.*SCRATCHVAE_DTYPE"):
+        backend.use("numpy")
+
+
 def test_unknown_dtype(fresh):
     with pytest.raises(BackendError, match=r"unknown dtype 'float16': choose 'float32' or 'float64'"):
         backend.use("numpy", dtype="float16")
@@ -180,6 +189,32 @@ def test_asarray_casts_floats_and_keeps_ints(bk):
     assert c.dtype == xp.float64 and c.device == bk.device
     with pytest.raises(TypeError, match="cannot make a numeric array from data of dtype"):
         backend.asarray(np.array(["a", "b"]))
+
+
+def test_asarray_refuses_complex_data_on_every_backend(bk):
+    xp = bk.xp
+    for data in ([1 + 2j], np.array([1 + 2j]), 1j, np.array([1.0], dtype=np.complex64),
+                 xp.asarray([1 + 2j], device=bk.device)):
+        with pytest.raises(TypeError, match="complex data.*real-valued"):
+            backend.asarray(data)
+    with pytest.raises(TypeError, match="complex data"):
+        backend.asarray([1 + 2j], dtype=xp.float64)
+
+
+def test_asarray_moves_host_strict_arrays_onto_device1_and_never_back():
+    import array_api_strict as xs
+
+    cpu, dev1 = xs.Device("CPU_DEVICE"), xs.Device("device1")
+    with backend.using("array_api_strict", dtype="float32", device="device1"):
+        a = backend.asarray(xs.asarray([1.0, 2.0], dtype=xs.float64, device=cpu))
+        assert a.device == dev1 and a.dtype == xs.float32
+        host(a + backend.RNG(0).normal((2,)))  # usable with device1 arrays
+        b = backend.asarray(xs.asarray([3], device=xs.Device("device2")))
+        assert b.device == dev1 and b.dtype == xs.int64
+    with backend.using("array_api_strict", dtype="float32"):  # on CPU_DEVICE
+        on_dev1 = xs.asarray([1.0], dtype=xs.float32, device=dev1)
+        with pytest.raises(ValueError, match="device1.*CPU_DEVICE.*to_numpy"):
+            backend.asarray(on_dev1)
 
 
 def test_to_numpy_round_trip(bk, hrng):
@@ -284,3 +319,32 @@ def test_rng_matches_numpy_generator_directly(bk):
     got = host(backend.RNG(11).normal((3, 2), 1.0, 2.0))
     want = np.random.default_rng(11).normal(1.0, 2.0, size=(3, 2))
     np.testing.assert_allclose(got, want, rtol=tol(bk, 1e-15, 1e-7))
+
+
+class _FixedDraws:
+    """Stands in for the host generator: uniform returns these float64 values."""
+
+    def __init__(self, values):
+        self.values = np.asarray(values, dtype=np.float64)
+
+    def uniform(self, low, high, size):
+        return self.values
+
+
+@pytest.mark.parametrize("high, values", [
+    # 1 - 2**-26 rounds up to 1.0 in float32; 1 - 2**-24 is float32's largest below 1
+    (1.0, [0.5, 1 - 2**-24, 1 - 2**-26, 1 - 2**-53]),
+    # 0.1 is not a float32: float32(0.1) > 0.1, so a draw just below 0.1 rounds above it
+    (0.1, [0.05, 0.1 - 1e-12]),
+])
+def test_rng_uniform_stays_below_high_in_the_backend_dtype(bk, high, values):
+    rng = backend.RNG(0)
+    rng.host = _FixedDraws(values)
+    u = host(rng.uniform((len(values),), 0.0, high))
+    assert u.dtype == np.dtype(bk.dtype_name) and u.max() < high  # so u < 1 for every pixel of 1.0
+    rounded = np.asarray(values).astype(u.dtype)
+    kept = rounded < high
+    assert not kept.all() or bk.dtype_name == "float64"  # float32 really rounds one up
+    np.testing.assert_array_equal(u[kept], rounded[kept])  # the other draws are unchanged
+    # a draw that rounded up becomes the largest value below high: one step up reaches it
+    assert np.all(np.nextafter(u[~kept], u.dtype.type(np.inf)) >= high)

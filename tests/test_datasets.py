@@ -108,8 +108,24 @@ def test_loader_rejects_bad_values():
         datasets.make_dataset("toy", x, y[:9], (2, 2), 1, n_val=2, n_test=2)
     with pytest.raises(ValueError, match="binarize must be None or 'fixed'"):
         datasets.load("digits", binarize="dynamic")
+    for seed in (None, -1, 1.5, True, "0"):  # None would give a different split on each call
+        with pytest.raises(ValueError, match=f"split_seed must be a non-negative integer.*got {seed!r}"):
+            datasets.load("digits", split_seed=seed)
+    assert len(datasets.load("digits", split_seed=np.int64(3)).x_val) == 250
     ok = datasets.make_dataset("toy", x, y, (2, 2), 1, n_val=2, n_test=3)
     assert (len(ok.x_train), len(ok.x_val), len(ok.x_test)) == (5, 2, 3)
+
+
+def test_check_unit_interval_refuses_nan(bk):
+    from scratchvae.checks import check_data, check_unit_interval
+
+    for row in ([0.5, np.nan], [np.nan, 0.5]):
+        x = backend.asarray(np.array([row]))
+        with pytest.raises(ValueError, match="pixels contains NaN.*\\[0, 1\\]"):
+            check_unit_interval(x, "pixels")
+    with pytest.raises(ValueError, match="NaN"):
+        check_data(backend.asarray(np.array([[0.5, np.nan]])), 2, "the model", True)
+    check_unit_interval(backend.asarray(np.array([[0.0, 1.0]])), "pixels")
 
 
 # ---- binarization ---------------------------------------------------------------------
@@ -210,6 +226,10 @@ def test_gaussian_mixture_rejects_bad_parameters():
         datasets.gaussian_mixture(weights=[0.5, 0.5])
     with pytest.raises(ValueError, match="positive definite"):
         datasets.gaussian_mixture(weights=[1.0], means=[[0.0, 0.0]], covs=[[[1.0, 2.0], [2.0, 1.0]]])
+    # its lower triangle is that of the identity (cholesky would accept it), but it is not symmetric
+    with pytest.raises(ValueError, match=r"covs\[1\] is not symmetric"):
+        datasets.gaussian_mixture(weights=[0.5, 0.5], means=[[0.0, 0.0], [1.0, 1.0]],
+                                  covs=[np.eye(2), [[1.0, 5.0], [0.0, 1.0]]])
     with pytest.raises(ValueError, match="positive integer"):
         datasets.gaussian_mixture(n=0)
 

@@ -192,6 +192,7 @@ def test_find_returns_none_where_a_kernel_cannot_walk_the_arrays():
     assert kernels.find("adam", a.T, a.T, a.T, a.T) is None  # not C-contiguous
     assert kernels.find("adam", *(a.astype(np.int32),) * 4) is None  # not floating
     assert kernels.find("adam", *(a.astype(np.float16),) * 4) is None  # float16: no kernel
+    assert kernels.find("relu_backward", *(a.astype(">f4"),) * 2) is None  # big-endian: numba refuses
     with backend.using("array_api_strict", dtype="float32"):
         s = backend.asarray(a)
         assert kernels.find("adam", s, s, s, s) is None  # the reference runs there

@@ -68,6 +68,8 @@ def _header(code=0x08, dims=(2, 3)):
     (_header() + bytes(7), r"holds 7 data bytes \(trailing bytes\)"),
     (_header(dims=(2, 3))[:9], "truncated inside its header"),
     (b"\x00\x00", "too short for a header"),
+    # 65536**4 = 2**64 values: an int64 product wraps to 0, which matched the empty data
+    (_header(dims=(65536,) * 4), r"wrong length.*\(65536, 65536, 65536, 65536\).*truncated"),
     (gzip.compress(_header() + bytes(6))[:-6], "cannot be decompressed"),
 ])
 def test_read_idx_rejects_bad_files_naming_them(tmp_path, raw, message):
@@ -158,6 +160,15 @@ def test_read_mnist_rejects_wrong_contents(tmp_path, change, message):
         mnist.read_mnist(tmp_path, mirrors=())
 
 
+@pytest.mark.parametrize("part", ["train_images", "test_images", "test_labels"])
+def test_read_mnist_rejects_valid_but_empty_files_naming_them(tmp_path, part):
+    arrays = _fake_mnist()
+    arrays[part] = arrays[part][:0]
+    _write(tmp_path, arrays)
+    with pytest.raises(ValueError, match=f"{mnist.FILES[part]} is a valid IDX file but holds no MNIST"):
+        mnist.read_mnist(tmp_path, mirrors=())
+
+
 # ---- downloading: fast failure, mirrors, checksums --------------------------------------
 
 def _free_port():
@@ -187,6 +198,15 @@ def test_offline_fails_fast_with_instructions(tmp_path, no_proxy):
     _assert_helpful(str(info.value), tmp_path)
     assert dead in str(info.value)
     assert not any(tmp_path.iterdir())  # no partial files left behind
+
+
+def test_one_mirror_as_a_string_is_one_url(tmp_path, no_proxy):
+    dead = f"http://127.0.0.1:{_free_port()}/"
+    with pytest.raises(mnist.MNISTUnavailable) as info:
+        mnist.fetch(tmp_path, mirrors=dead)  # not split into its letters
+    message = str(info.value)
+    assert f"  {dead}train-images-idx3-ubyte.gz: " in message
+    assert f"from one of {dead} and put them" in message
 
 
 def test_load_offline_uses_the_module_mirror_list(tmp_path, monkeypatch, no_proxy):

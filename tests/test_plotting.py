@@ -65,6 +65,9 @@ def test_image_grid_layout_and_inputs(digits):
     (np.zeros((4, 8, 8)), (7, 9), "does not hold images of shape"),
     (np.zeros(64), (8, 8), "does not hold images"),
     (np.zeros((4, 64)), (64,), r"image_shape must be \(H, W\)"),
+    (np.zeros((4, 64)), 8, r"image_shape must be \(H, W\).*got 8"),
+    (np.zeros((4, 64)), None, r"image_shape must be \(H, W\)"),
+    (np.zeros((0, 64)), (8, 8), "images is empty; pass at least one image"),
 ])
 def test_image_grid_rejects_wrong_shapes(images, shape, message):
     with pytest.raises(ValueError, match=message):
@@ -160,6 +163,19 @@ def test_latent_scatter_1d_and_bad_input(hrng):
         plotting.latent_scatter(np.zeros(10))
     with pytest.raises(ValueError, match="labels has 9 entries but z has 10 rows"):
         plotting.latent_scatter(np.zeros((10, 2)), np.zeros(9))
+    for empty in (np.zeros((0, 2)), np.zeros((0, 5)), np.zeros((5, 0))):
+        with pytest.raises(ValueError, match="z is empty"):
+            plotting.latent_scatter(empty)
+    with pytest.raises(ValueError, match="1 row of 5 dimensions.*at least 2"):
+        plotting.latent_scatter(hrng.normal(size=(1, 5)))  # no principal axes in one point
+
+
+def test_latent_scatter_many_string_classes_get_a_colorbar(hrng):
+    labels = np.array([f"c{i % 25}" for i in range(50)])  # 25 classes: too many for a legend
+    fig = plotting.latent_scatter(hrng.normal(size=(50, 2)), labels)
+    assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == "label"
+    codes = fig.axes[0].collections[0].get_array()
+    np.testing.assert_array_equal(codes, np.unique(labels, return_inverse=True)[1])
 
 
 # ---- manifold ------------------------------------------------------------------------------
@@ -250,3 +266,11 @@ def test_learning_curves_only_loss_and_bad_input():
         plotting.learning_curves({})
     with pytest.raises(ValueError, match="no numeric per-epoch lists"):
         plotting.learning_curves({"note": "hello"})
+
+
+def test_learning_curves_skip_numeric_config_entries():
+    fig = plotting.learning_curves({"train_loss": [3.0, 2.0, 1.5], "lr": 1e-3, "batch_size": 128,
+                                    "table": [[1.0, 2.0], [3.0, 4.0]]})
+    assert len(fig.axes) == 1 and [l.get_label() for l in fig.axes[0].lines] == ["train_loss"]
+    with pytest.raises(ValueError, match="no numeric per-epoch lists"):
+        plotting.learning_curves({"lr": 1e-3})

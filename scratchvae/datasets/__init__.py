@@ -19,6 +19,8 @@ Modules, one idea each:
 
 from __future__ import annotations
 
+import numbers
+
 from . import digits, idx, mnist, split, synthetic
 from .idx import read_idx, write_idx
 from .mnist import MNISTUnavailable
@@ -53,6 +55,9 @@ def load(name: str, split_seed: int = 0, binarize: str | None = None, data_dir=N
     Raises ValueError for an unknown name, MNISTUnavailable when MNIST is neither on
     disk nor downloadable (the message says what to do).
     """
+    if isinstance(split_seed, bool) or not isinstance(split_seed, numbers.Integral) or split_seed < 0:
+        raise ValueError(f"split_seed must be a non-negative integer (the same seed gives the "
+                         f"same split every time), got {split_seed!r}")
     key = str(name).strip().lower()
     if key == "digits":
         x, y = digits.read_digits()

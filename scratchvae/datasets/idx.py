@@ -16,6 +16,7 @@ gzip-compressed (recognized by its first two bytes 0x1f 0x8b, whatever its name)
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 
@@ -82,7 +83,7 @@ def read_idx(path) -> np.ndarray:
         )
     shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: huge sizes cannot wrap to 0
     got = len(raw) - header
     if got != expected:
         raise ValueError(

@@ -117,7 +117,9 @@ def fetch(data_dir=None, mirrors=None, timeout=TIMEOUT) -> dict[str, Path]:
     Raises MNISTUnavailable, quickly, when a missing file cannot be downloaded.
     """
     data_dir = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-    mirrors = MIRRORS if mirrors is None else tuple(mirrors)
+    if mirrors is None:
+        mirrors = MIRRORS
+    mirrors = (mirrors,) if isinstance(mirrors, str) else tuple(mirrors)  # one URL, not its letters
     paths = find_local(data_dir)
     missing = [k for k in FILES if paths[k] is None]
     if not missing:
@@ -161,6 +163,9 @@ def _check(a: np.ndarray, path: Path, ndim: int, what: str) -> np.ndarray:
             f"{path} should hold MNIST {what} (uint8, {ndim}-D) but holds {a.dtype} of shape "
             f"{a.shape}; check that the four files are the right ones"
         )
+    if len(a) == 0:
+        raise ValueError(f"{path} is a valid IDX file but holds no MNIST {what} (0 entries); "
+                         "replace it with the real file (delete it and it is downloaded again)")
     return a
 
 

@@ -104,6 +104,11 @@ def gaussian_mixture(n: int = 600, seed: int = 0, weights=None, means=None, covs
         )
     if np.any(weights < 0) or not math.isclose(float(weights.sum()), 1.0, abs_tol=1e-9):
         raise ValueError(f"weights must be non-negative and sum to 1, got {weights.tolist()}")
+    # cholesky reads only the lower triangle, so it would accept a non-symmetric Sigma_k
+    asym = [k for k in range(K) if not np.allclose(covs[k], covs[k].T)]
+    if asym:
+        raise ValueError("every covariance in covs must be symmetric positive definite; "
+                         f"covs[{asym[0]}] is not symmetric: {covs[asym[0]].tolist()}")
     try:
         L = np.linalg.cholesky(covs)  # Sigma_k = L_k L_k^T
     except np.linalg.LinAlgError:

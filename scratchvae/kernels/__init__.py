@@ -91,8 +91,8 @@ def _load(kind: str):
 
 
 def _kind(arrays) -> str | None:
-    """"numpy" or "cupy" if every array is of that kind, one dtype (float32/float64),
-    one shape and C-contiguous; else None."""
+    """"numpy" or "cupy" if every array is of that kind, one dtype (float32/float64, in
+    native byte order), one shape and C-contiguous; else None."""
     first = arrays[0]
     module = type(first).__module__.split(".")[0]
     if module not in ("numpy", "cupy"):
@@ -103,6 +103,8 @@ def _kind(arrays) -> str | None:
         if not a.flags.c_contiguous:
             return None
     if first.dtype.char not in "fd":  # float32, float64 (dtype.name is 20x slower)
+        return None
+    if not first.dtype.isnative:  # e.g. ">f8" from a file: numba cannot type it
         return None
     return module
 
