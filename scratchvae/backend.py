@@ -214,6 +214,9 @@ def asarray(x, dtype=None):
             if x.dtype.kind == "f":
                 dtype = b.dtype
             elif x.dtype.kind in "iu":
+                if x.dtype == np.uint64 and x.size and int(x.max()) > np.iinfo(np.int64).max:
+                    raise ValueError("integers above 2**63 - 1 do not fit int64, the backend's "
+                                     "integer type (they would wrap to negative numbers)")
                 dtype = b.xp.int64
             elif x.dtype.kind == "b":
                 dtype = b.xp.bool

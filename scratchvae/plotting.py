@@ -309,14 +309,17 @@ def learning_curves(history: dict, path=None):
     curves = {}
     for k, v in history.items():
         try:
-            v = np.asarray(v, dtype=object)
-            if v.ndim != 1:
-                continue  # a scalar (a config entry such as "lr": 1e-3) or a table: skip it
-            a = np.array([np.nan if e is None else float(e) for e in v])
+            if not isinstance(v, (list, tuple)):  # an array (to the host), a scalar, a string
+                v = backend.to_numpy(v) if hasattr(v, "shape") else np.asarray(v, dtype=object)
+                if v.ndim != 1:
+                    continue  # a scalar (a config entry such as "lr": 1e-3) or a table: skip it
+            # to_numpy: an entry may be a 0-d array on a device (a loss kept on a GPU); a
+            # list entry (a row of a table) fails float() and the key is skipped
+            a = np.array([np.nan if e is None else float(backend.to_numpy(e)) for e in v])
         except (TypeError, ValueError):
             continue  # not a numeric series (e.g. a name): skip it
         if a.size and np.any(np.isfinite(a)):
-            curves[k] = a
+            curves[str(k)] = a
     if not curves:
         raise ValueError(f"history has no numeric per-epoch lists to plot (keys: {list(history)})")
     groups = [

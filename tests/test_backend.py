@@ -348,3 +348,10 @@ def test_rng_uniform_stays_below_high_in_the_backend_dtype(bk, high, values):
     np.testing.assert_array_equal(u[kept], rounded[kept])  # the other draws are unchanged
     # a draw that rounded up becomes the largest value below high: one step up reaches it
     assert np.all(np.nextafter(u[~kept], u.dtype.type(np.inf)) >= high)
+
+
+def test_asarray_refuses_integers_that_int64_cannot_hold(bk):
+    with pytest.raises(ValueError, match="do not fit int64"):
+        backend.asarray(np.array([1, 2**63], dtype=np.uint64))
+    small = backend.asarray(np.array([1, 2**40], dtype=np.uint64))
+    assert backend.to_numpy(small).tolist() == [1, 2**40]

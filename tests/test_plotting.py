@@ -274,3 +274,12 @@ def test_learning_curves_skip_numeric_config_entries():
     assert len(fig.axes) == 1 and [l.get_label() for l in fig.axes[0].lines] == ["train_loss"]
     with pytest.raises(ValueError, match="no numeric per-epoch lists"):
         plotting.learning_curves({"lr": 1e-3})
+
+
+def test_learning_curves_take_device_scalars_and_any_key(bk):
+    # a history of 0-d backend arrays (losses never read back), and a key that is not a str
+    losses = [backend.asarray(np.array(v)) for v in (3.0, 2.0, 1.5)]
+    fig = plotting.learning_curves({"train_loss": losses, 7: [1.0, 2.0, 3.0]})
+    labels = sorted(l.get_label() for ax in fig.axes for l in ax.lines)
+    assert labels == ["7", "train_loss"]
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), [3.0, 2.0, 1.5])
