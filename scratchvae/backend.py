@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -199,6 +200,9 @@ def asarray(x, dtype=None):
     if is_complex:
         raise TypeError(f"cannot make a real array from complex data (dtype {x.dtype}): "
                         "scratchvae is real-valued; pass x.real or abs(x)")
+    if str(x.dtype) == "uint64" and math.prod(x.shape) and int(to_numpy(b.xp.max(x)) if on_backend else x.max()) >= 2**63:
+        raise ValueError("integers of 2**63 or more do not fit int64, the backend's integer "
+                         "type (they would wrap to negative numbers)")
     if dtype is None:
         if on_backend:
             xp = b.xp
@@ -214,9 +218,6 @@ def asarray(x, dtype=None):
             if x.dtype.kind == "f":
                 dtype = b.dtype
             elif x.dtype.kind in "iu":
-                if x.dtype == np.uint64 and x.size and int(x.max()) > np.iinfo(np.int64).max:
-                    raise ValueError("integers above 2**63 - 1 do not fit int64, the backend's "
-                                     "integer type (they would wrap to negative numbers)")
                 dtype = b.xp.int64
             elif x.dtype.kind == "b":
                 dtype = b.xp.bool
