@@ -6,9 +6,13 @@ message that names the array; and make_student itself cuts regions as documented
 Each notebook run starts a fresh Jupyter kernel (nbclient), a few seconds each.
 """
 
+import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 from conftest import load_tool
@@ -115,12 +119,21 @@ MISTAKES_B = [  # wrong returns (a message, not a TypeError), and Exercise 7 on 
     ("    return p, m, v\n", "    return p, m\n", ["should return 3 value(s), p, m, v, but it returned 2 values"]),
     ("return rec + kl, dmu_rec + dmu_kl,", "return rec + kl, dmu_rec,", ["Not yet: dmu", "KL"]),
 ]
+MISTAKES_C = [  # a list for a tuple, an input changed in place, NaN at huge logits, a sign
+    ("return dx, dW, db", "return [dx, dW, db]", ["dense_backward returned a list", "as a tuple"]),
+    ("    return dy * y * (1.0 - y)", "    dy *= y * (1.0 - y)\n    return dy",
+     ["sigmoid_backward changed its input dy in place"]),
+    ("dlogits = (layers.sigmoid(logits) - x) / N", "dlogits = (np.exp(logits) / (1 + np.exp(logits)) - x) / N",
+     ["Not yet: dlogits at logits (800, -800, 40) contains NaN or inf", "layers.sigmoid"]),
+    ("dlogvar = 0.5 * (var - 1.0) / N", "dlogvar = 0.5 * (1.0 - var) / N", ["Not yet: dlogvar", "a sign is flipped"]),
+]
 
 
 @pytest.mark.parametrize("mistakes, last_check_words", [
     (MISTAKES_A, ["Not yet: loss"]),  # Exercise 7 uses the broken functions: it must say so too
     (MISTAKES_B, None),
-], ids=["wrong-values", "wrong-returns"])
+    (MISTAKES_C, ["Not yet: dlogvar"]),  # the KL's flipped sign reaches Exercise 7
+], ids=["wrong-values", "wrong-returns", "in-place-nan-sign"])
 def test_typical_mistakes_get_a_plain_words_message(mistakes, last_check_words):
     path = EXERCISES / "gradcheck_exercises.ipynb"
     nb = nbformat.read(path, as_version=4)
@@ -143,6 +156,112 @@ def test_typical_mistakes_get_a_plain_words_message(mistakes, last_check_words):
         for w in words:
             assert w in evalue, f"cell {i + 1}: {w!r} not in the message {evalue!r}"
     assert set(errors) == set(expected), {i: errors[i] for i in set(errors) - set(expected)}
+
+
+def _helpers():
+    """The check helpers of the notebook's first code cells (call, returned,
+    constant_factor, compare), defined here without running the rest of those cells."""
+    nb = nbformat.read(EXERCISES / "gradcheck_exercises.ipynb", as_version=4)
+    ns = {}
+    for cell in nb.cells[:5]:
+        if cell.cell_type != "code":
+            continue
+        tree = ast.parse(cell.source)
+        tree.body = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.Assign))]
+        exec(compile(tree, "helpers", "exec"), ns)
+    return ns
+
+
+def test_returned_says_what_was_returned():
+    h = _helpers()
+    z = np.ones((2, 3))
+    cases = [  # (what the function returned, names, words of the message)
+        ((z,), ["dx"], "returned a tuple of 1 value: the comma after it makes a tuple"),
+        ([z], ["dx"], "returned a list of 1 value: the brackets make a list"),
+        ((z, None), ["z"], "should return one array, z, but it returned a tuple of 2 values"),
+        ([z, z, z], ["dx", "dW", "db"], "returned a list of 3 value(s); return the 3 values as a tuple"),
+        ((z, z), ["dx", "dW", "db"], "should return 3 value(s), dx, dW, db, but it returned 2 values"),
+        (z, ["dx", "dW", "db"], "but it returned one ndarray"),
+        ((z, None), ["dmu", "dlogvar"], "returned None for dlogvar"),
+    ]
+    for out, names, words in cases:
+        with pytest.raises(AssertionError) as info:
+            h["returned"](out, names, "f")
+        assert words in str(info.value) and str(info.value).startswith("Not yet: f ")
+    assert h["returned"](z, ["dx"], "f") is z
+    assert h["returned"]((z, 1.0), ["dx", "loss"], "f") == (z, 1.0)
+
+
+def test_call_passes_copies_and_catches_a_change_in_place():
+    h = _helpers()
+    dy, y = np.ones((2, 3)), np.full((2, 3), 0.5)
+
+    def backward_in_place(dy, y):
+        dy *= y
+        return dy
+
+    with pytest.raises(AssertionError, match="backward_in_place changed its input dy in place"):
+        h["call"](backward_in_place, dy, y)
+    assert np.all(dy == 1.0), "the check's own array must stay as it was"
+    assert np.all(h["call"](lambda dy, y: dy * y, dy, y) == 0.5)
+
+
+def test_compare_names_a_sign_and_shows_enough_digits():
+    h = _helpers()
+    expected = np.arange(1.0, 7.0).reshape(2, 3)
+    with pytest.raises(AssertionError, match="a sign is flipped"):
+        h["compare"]("dx", -expected, expected, "the numerical gradient", hint="h")
+    with pytest.raises(AssertionError, match="2 times .*a factor is missing or extra"):
+        h["compare"]("dx", 2 * expected, expected, "the numerical gradient", hint="h")
+    close = expected.copy()
+    close[1, 2] *= 1 + 1e-6  # wrong at the pass mark, but the same to 6 digits
+    with pytest.raises(AssertionError) as info:
+        h["compare"]("dx", close, expected, "the numerical gradient", hint="h")
+    yours, exp = re.search(r"yours (\S+), expected (\S+)\)", str(info.value)).groups()
+    assert yours != exp, str(info.value)
+
+
+def _solution_expressions(nb):
+    """The right-hand sides of the instructor's solution lines, in a normal form."""
+    found = set()
+    for cell in nb.cells:
+        inside = False
+        for line in cell.source.splitlines():
+            if line.strip().startswith("### BEGIN SOLUTION"):
+                inside = True
+            elif line.strip().startswith("### END SOLUTION"):
+                inside = False
+            elif inside:
+                code = line.split("#")[0].strip()
+                rhs = code.split("=", 1)[1] if re.match(r"[\w, ]+=[^=]", code) else code.removeprefix("return")
+                if re.search(r"[-+*/@]", rhs):  # an expression, not a name or sigma^2 = exp(logvar)
+                    found.add(_normal(rhs))
+    return found
+
+
+def _normal(text):
+    return re.sub(r"\s+|np\.|layers\.", "", text).replace("1.0", "1")
+
+
+GIVEAWAYS = ["x.T @ dy", "dy @ W.T", "sum(dy, axis=0)", "a sum, not a mean", "(exp(logvar) - 1) / 2", "sigma / 2",
+             "is mu", "sigmoid(l) - x", "one for one"]
+
+
+def test_student_hints_do_not_give_the_answers():
+    path = EXERCISES / "gradcheck_exercises.ipynb"
+    instructor = nbformat.read(path, as_version=4)
+    student, _ = make_student.student_notebook(instructor, path.name)
+    hints = [kw.value.value for i in tagged(student, "check")
+             for node in ast.walk(ast.parse(student.cells[i].source)) if isinstance(node, ast.Call)
+             for kw in node.keywords if kw.arg == "hint" and isinstance(kw.value, ast.Constant)]
+    assert len(hints) >= 15, hints
+    solutions = _solution_expressions(instructor)
+    assert {_normal("x.T @ dy"), _normal("dz * eps * sigma / 2")} <= solutions
+    for hint in hints:
+        for expr in solutions:
+            assert expr not in _normal(hint), f"the hint {hint!r} holds the solution {expr!r}"
+        for words in GIVEAWAYS:
+            assert words not in hint, f"the hint {hint!r} gives away {words!r}"
 
 
 # ---------------------------------------------------------------- make_student itself
@@ -228,3 +347,37 @@ def test_make_student_cli_writes_stripped_copies_and_refuses_bad_input(tmp_path)
     nbformat.write(bad, tmp_path / "bad.ipynb")
     assert make_student.main([str(tmp_path / "bad.ipynb"), "--out", str(tmp_path / "o2")]) == 1
     assert not (tmp_path / "o2").exists()  # nothing written for a bad input
+
+
+def test_make_student_out_above_inside_or_a_file(tmp_path, capsys):
+    course = tmp_path / "course"
+    src = course / "instructor"
+    src.mkdir(parents=True)
+    cell = nbformat.v4.new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n")
+    nbformat.write(_notebook(cell), src / "a.ipynb")
+
+    # --out above the input folder: every file is written (none is taken for an old output)
+    assert make_student.main([str(src), "--out", str(course)]) == 0
+    assert STUB in nbformat.read(course / "a.ipynb", as_version=4).cells[0].source
+
+    # --out inside the input folder: an earlier student version there is not read again
+    assert make_student.main([str(src), "--out", str(src / "student")]) == 0
+    assert make_student.main([str(src), "--out", str(src / "student")]) == 0
+    assert (src / "student" / "a.ipynb").exists() and not (src / "student" / "student").exists()
+
+    # --out a file, or below one: one line, no traceback
+    capsys.readouterr()
+    for out in [src / "a.ipynb", src / "a.ipynb" / "sub"]:
+        assert make_student.main([str(src), "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("make_student: --out") and "file, not a folder" in err and err.count("\n") == 1
+
+    # a folder without notebooks is an error, not a silent success
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    assert make_student.main([str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 1
+    assert "no notebooks" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_make_student_default_out_is_the_repositorys_build_student():
+    assert make_student.DEFAULT_OUT == ROOT / "build" / "student"

@@ -15,8 +15,9 @@ is replaced by one line, at the indentation of the BEGIN line,
 so a student's function stops with that message until they fill it in. Everything else
 is kept, except that outputs and execution counts are stripped and cells tagged
 ``instructor`` are left out. Inputs are notebooks or folders (searched recursively for
-``*.ipynb``; the folder structure is kept under --out). Python files (``*.py``) in a
-folder get the same treatment; other files are copied unchanged.
+``*.ipynb``; the folder structure is kept under --out, by default build/student in the
+repository). Python files (``*.py``) in a folder get the same treatment; other files are
+copied unchanged. A folder with no notebook in it is an error.
 
 A region left open, an END without a BEGIN, a nested BEGIN, or markers in a Markdown
 cell are errors that name the file and the cell, and nothing is written for that file.
@@ -37,6 +38,7 @@ END = "### END SOLUTION"
 STUB = 'raise NotImplementedError("Exercise: write your solution here")'
 DROP_TAG = "instructor"
 SKIP_DIRS = {".ipynb_checkpoints", "__pycache__"}
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "build" / "student"
 
 
 class SolutionMarkerError(ValueError):
@@ -115,14 +117,24 @@ def student_notebook(nb, name: str = "notebook"):
 
 
 def _inputs(paths, out: Path):
-    """(file, its path relative to the output folder) for every input file; files under
-    ``out`` (an earlier student version inside an input folder) are skipped."""
+    """(file, its path relative to the output folder) for every input file. When ``out``
+    lies inside an input folder, the files under ``out`` (an earlier student version) are
+    skipped; an ``out`` above an input folder, or equal to it, skips nothing."""
     for p in map(Path, paths):
         if p.is_dir():
+            root = p.resolve()
+            out_inside = root in out.parents  # out strictly below this input folder
+            found = []
             for f in sorted(p.rglob("*")):
-                inside_out = out in f.resolve().parents and out != p.resolve()
-                if f.is_file() and not inside_out and not SKIP_DIRS & set(f.relative_to(p).parts):
-                    yield f, f.relative_to(p)
+                rel = f.relative_to(p)
+                if out_inside and out in (root / rel).parents:
+                    continue
+                if f.is_file() and not SKIP_DIRS & set(rel.parts):
+                    found.append((f, rel))
+            if not any(f.suffix == ".ipynb" for f, _ in found):
+                skipped = f" (files under --out {out} are left out)" if out_inside else ""
+                raise FileNotFoundError(f"no notebooks (*.ipynb) in the folder {p}{skipped}")
+            yield from found
         elif p.is_file():
             yield p, Path(p.name)
         else:
@@ -132,10 +144,15 @@ def _inputs(paths, out: Path):
 def make_student(paths, out) -> list[tuple[Path, int]]:
     """Write student versions of ``paths`` (notebooks or folders) under ``out``.
 
-    Returns (written file, regions removed) pairs; raises SolutionMarkerError or
-    FileNotFoundError before writing anything if an input is bad.
+    Returns (written file, regions removed) pairs; raises SolutionMarkerError,
+    FileNotFoundError or ValueError before writing anything if an input or ``out`` is bad.
     """
     out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder: name a folder (it is created if need be)")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"--out {out} lies under {parent}, which is a file, not a folder")
     jobs = []
     for src, rel in _inputs(paths, out):
         if (out / rel).resolve() == src.resolve():
@@ -166,11 +183,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", help="notebooks or folders of instructor notebooks")
-    parser.add_argument("--out", default="build/student", help="output folder (default build/student)")
+    parser.add_argument("--out", default=DEFAULT_OUT,
+                        help=f"output folder (default {DEFAULT_OUT.parent.name}/{DEFAULT_OUT.name} "
+                             "in the repository)")
     args = parser.parse_args(argv)
     try:
         written = make_student(args.paths, args.out)
-    except (SolutionMarkerError, FileNotFoundError, ValueError) as exc:
+    except (SolutionMarkerError, ValueError, OSError) as exc:
         print(f"make_student: {exc}", file=sys.stderr)
         return 1
     for dest, n in written:
