@@ -107,15 +107,19 @@ def _train(args) -> int:
 
     epochs_bar = tqdm(total=args.epochs, desc="training", unit="epoch", disable=args.quiet)
     trainer.progress = False  # one bar for the run; per-step bars would flood the terminal
-    trainer.callback = lambda t, rec: (epochs_bar.update(1),
-                                       epochs_bar.set_postfix(train=f"{rec['train_loss']:.2f}",
-                                                              val=f"{rec.get('val_neg_elbo', float('nan')):.2f}"))
+    def after_epoch(t, rec) -> None:
+        if rec["epoch"] == 1:  # fit has just written this run's first model.npz: its config goes beside it
+            _write_atomic(out / "config.json", json.dumps(config, indent=2) + "\n")
+        epochs_bar.update(1)
+        epochs_bar.set_postfix(train=f"{rec['train_loss']:.2f}", val=f"{rec.get('val_neg_elbo', float('nan')):.2f}")
+
+    # config.json is written with the first checkpoint, so the two always belong to one run:
+    # a run that fails before it leaves the earlier run's pair, one that fails later its own
+    trainer.callback = after_epoch
     t0 = time.perf_counter()
     history = trainer.fit(ds.x_train, ds.x_val, epochs=args.epochs, checkpoint_path=out / "model.npz")
     epochs_bar.close()
     train_time = time.perf_counter() - t0
-    # written once training has succeeded: a failed run leaves the earlier run's files as they were
-    _write_atomic(out / "config.json", json.dumps(config, indent=2) + "\n")
     _write_atomic(out / "history.csv", _history_csv(history))
 
     metrics = _metrics(model, trainer, ds, args.iwae_k, args.eval_samples)

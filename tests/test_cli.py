@@ -185,6 +185,23 @@ def test_a_failed_run_leaves_the_earlier_runs_config(tmp_path, capsys, monkeypat
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files
 
 
+def test_config_is_written_with_the_first_checkpoint(tmp_path, monkeypatch):
+    # config.json and model.npz belong to one run at every moment: the config is written
+    # right after the first checkpoint, so a run that fails in a later epoch leaves its own pair
+    seen = []
+    save = training.Trainer.save
+
+    def save_and_look(self, path):
+        save(self, path)
+        config = path.parent / "config.json"
+        seen.append(json.loads(config.read_text())["z_dim"] if config.exists() else None)
+
+    monkeypatch.setattr(training.Trainer, "save", save_and_look)
+    assert cli.main(["train", "--out", str(tmp_path), *TINY, "--epochs", "3", "--z-dim", "3"]) == 0
+    assert seen == [None, 3, 3]
+    assert checkpoint.read(tmp_path / "model.npz")["meta"]["config"]["z_dim"] == 3
+
+
 def test_wrote_names_this_runs_files_and_removes_a_stale_manifold(tmp_path, capsys):
     assert cli.main(["train", "--out", str(tmp_path), *TINY]) == 0  # z_dim 2: a manifold
     assert (tmp_path / "manifold.png").is_file()
