@@ -656,7 +656,11 @@ def _check_writable(path: str) -> None:
 
 
 def main(argv=None) -> int:
-    return run_from_args(_parser().parse_args(argv))
+    try:
+        return run_from_args(_parser().parse_args(argv))
+    except (OSError, ValueError) as exc:  # e.g. --json naming a folder: one line, as from `scratchvae bench`
+        print(f"python -m scratchvae.bench: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

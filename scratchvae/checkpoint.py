@@ -136,14 +136,18 @@ def restore_params(model, params: dict, path="checkpoint") -> None:
     if set(own) != set(params):
         diff = sorted(set(own) ^ set(params))
         raise CheckpointError(f"{path} does not match this model: parameters differ ({diff[:6]})")
-    xp = backend.current().xp
-    for k, p in own.items():
+    for k, p in own.items():  # every check before the first copy: an error leaves the model as it was
         if params[k].dtype.kind not in "fiu":
             raise CheckpointError(f"{path} is damaged: parameter {k!r} holds {params[k].dtype} data, not numbers")
         if tuple(p.shape) != tuple(params[k].shape):
             raise CheckpointError(
                 f"{path} does not match this model: {k!r} has shape {params[k].shape}, model has {tuple(p.shape)}"
             )
+        if not np.isfinite(params[k]).all():
+            raise CheckpointError(f"{path} holds NaN or infinite values in {k!r}: the model it was saved "
+                                  "from had diverged; use an earlier checkpoint or train again")
+    xp = backend.current().xp
+    for k, p in own.items():
         p[...] = xp.astype(backend.asarray(params[k]), p.dtype)
 
 

@@ -285,3 +285,12 @@ def test_bernoulli_nll_in_row_blocks_equals_the_whole(hrng):
         want = np.sum(np.logaddexp(0.0, lh) - xh * lh) / 300  # softplus(l) - x l
         np.testing.assert_allclose(float(value), want, rtol=1e-12)
         np.testing.assert_allclose(host(dlogits), (1.0 / (1.0 + np.exp(-lh)) - xh) / 300, rtol=1e-12, atol=1e-15)
+
+
+def test_module_main_reports_an_unwritable_json_in_one_line(tmp_path, capsys):
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    code = bench.main(["--workloads", "digits", "--steps", "2", "--repeats", "1", "--warmup", "1",
+                       "--no-memory", "--threads", "0", "--json", str(folder)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err

@@ -115,6 +115,21 @@ def test_mismatched_shapes_are_refused(tmp_path):
         checkpoint.restore_params(other, ck["params"])
 
 
+def test_a_diverged_model_is_refused_and_a_failed_restore_changes_nothing(tmp_path):
+    m, _ = _trained()
+    m.params["dec.out.b"][1] = float("nan")  # a model whose training diverged, saved by hand
+    m.save(tmp_path / "nan.npz")
+    with pytest.raises(CheckpointError, match=r"nan\.npz holds NaN or infinite values in 'dec.out.b'"):
+        VAE.load(tmp_path / "nan.npz")
+    # the checks come before the first copy: a refused restore leaves every parameter as it was
+    other, _ = _trained()
+    before = {k: backend.to_numpy(v).copy() for k, v in other.params.items()}
+    with pytest.raises(CheckpointError, match="NaN"):
+        checkpoint.restore_params(other, checkpoint.read(tmp_path / "nan.npz")["params"])
+    for k, v in other.params.items():
+        np.testing.assert_array_equal(backend.to_numpy(v), before[k])
+
+
 def test_meta_is_plain_json(tmp_path):
     m, opt = _trained()
     m.save(tmp_path / "m.npz", optimizer=opt, extra={"epoch": 4})
