@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
@@ -151,32 +150,12 @@ class TorchRun:
 
 def time_matmuls(shapes, device: str = "cpu", reps: int = 20) -> dict:
     """The floor measured with PyTorch's BLAS at the same shapes and layouts."""
-    from scratchvae.bench import settle
+    from scratchvae.bench import time_products
 
-    settle()
     dev = torch.device(device)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     g = torch.Generator(device="cpu").manual_seed(1)
-    per, total = [], 0
-    for what, m, k, n, layout in shapes:
-        a = torch.randn((k, m) if layout == "TN" else (m, k), generator=g).to(dev)
-        c = torch.randn((n, k) if layout == "NT" else (k, n), generator=g).to(dev)
-        a = a.T if layout == "TN" else a
-        c = c.T if layout == "NT" else c
-        for _ in range(3):
-            a @ c
-        times = []
-        for _ in range(reps):
-            sync()
-            t0 = time.perf_counter()
-            a @ c
-            sync()
-            times.append(time.perf_counter() - t0)
-        t = float(np.median(times))
-        per.append({"what": what, "m": m, "k": k, "n": n, "ms": 1e3 * t, "gflops": 2 * m * k * n / t / 1e9})
-        total += 2 * m * k * n
-    ms = sum(p["ms"] for p in per)
-    return {"per_shape_ms": per, "matmul_ms": ms, "flops": total, "gflops": total / ms / 1e6}
+    return time_products(shapes, lambda shape: torch.randn(shape, generator=g).to(dev), sync, reps)
 
 
 def probe(workload: str, batch: int, fused: bool, device: str, steps: int) -> dict:

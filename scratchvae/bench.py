@@ -245,32 +245,38 @@ def _sync(b) -> None:
         cupy.cuda.Device().synchronize()
 
 
-def time_matmuls(shapes, reps: int = 20) -> dict:
-    """Median seconds of each product on the active backend, in float32, laid out as
-    in the training step. Returns {"per_shape_ms": [...], "matmul_ms": sum, "gflops"}."""
-    b = backend.current()
-    rng = backend.RNG(1)
+def time_products(shapes, normal, sync, reps: int = 20) -> dict:
+    """Median seconds of each product a @ c of ``shapes``, laid out as in the training
+    step ("TN": x^T dy, "NT": dy W^T), for any framework: ``normal(shape)`` makes an
+    operand and ``sync()`` waits for the device. Returns {"per_shape_ms": [...],
+    "matmul_ms": their sum, "flops", "gflops"}."""
     per = []
     settle()
     for what, m, k, n, layout in shapes:
-        a = rng.normal((k, m) if layout == "TN" else (m, k))
-        c = rng.normal((n, k) if layout == "NT" else (k, n))
+        a = normal((k, m) if layout == "TN" else (m, k))
+        c = normal((n, k) if layout == "NT" else (k, n))
         a = a.T if layout == "TN" else a
         c = c.T if layout == "NT" else c
         for _ in range(3):
             a @ c
         times = []
         for _ in range(reps):
-            _sync(b)
+            sync()
             t0 = time.perf_counter()
             a @ c
-            _sync(b)
+            sync()
             times.append(time.perf_counter() - t0)
         t = statistics.median(times)
         per.append({"what": what, "m": m, "k": k, "n": n, "ms": 1e3 * t, "gflops": 2 * m * k * n / t / 1e9})
     ms = sum(p["ms"] for p in per)
     total_flops = flops(shapes)
     return {"per_shape_ms": per, "matmul_ms": ms, "flops": total_flops, "gflops": total_flops / ms / 1e6}
+
+
+def time_matmuls(shapes, reps: int = 20) -> dict:
+    """time_products on the active backend, in its dtype (float32 for the benchmark)."""
+    b = backend.current()
+    return time_products(shapes, backend.RNG(1).normal, lambda: _sync(b), reps)
 
 
 # ---- the scratchvae training loop, timed ------------------------------------------------------
