@@ -26,6 +26,26 @@ def into(out, f, *args, **kwargs):
     return out
 
 
+def flush_subnormals(a, nonnegative: bool = False):
+    """Set the entries of ``a`` smaller in size than the smallest normal number of its
+    dtype (1.2e-38 in float32) to 0, in place; returns ``a``.
+
+    Why an optimizer needs it: a moment that stops receiving gradient decays
+    geometrically (Adam's m by 0.9 a step: a weight of a pixel that is always 0 in the
+    batch, or of a dead ReLU unit), and after some 800 steps it falls below 1.2e-38 into
+    the subnormal numbers. x86 CPUs do arithmetic on subnormals in microcode, about 100
+    times slower: training a 784-400-20 VAE, the Adam step went from 0.56 ms to 2.8 ms
+    within five epochs. Below 1.2e-38 a moment moves no weight (a step of
+    lr m / (sqrt(v) + eps) < 1e-33), so 0 is the same number for the model. GPUs
+    compute subnormals at full speed; flushing there too keeps one formula everywhere.
+    ``nonnegative``: ``a`` holds no negative numbers (Adam's v), one comparison less.
+    """
+    xp = array_namespace(a)
+    tiny = xp.finfo(a.dtype).smallest_normal
+    a[(a if nonnegative else xp.abs(a)) < tiny] = 0.0
+    return a
+
+
 def as_array_like(value, like):
     """``value`` as an array of ``like``'s namespace, dtype and device if it is a Python
     number (e.g. a fixed log-variance 0.0); arrays pass through unchanged."""

@@ -9,6 +9,7 @@ kernels too, float64 gradient checks included; the array-api-strict cases run th
 reference.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -97,6 +98,31 @@ def test_adam_kernel_equals_the_reference(kind, dtype):
             assert_same(kind, fused.state["m"][k], reference.state["m"][k])
             assert_same(kind, fused.state["v"][k], reference.state["v"][k])
     assert params["W"].dtype == dtype and fused.state["v"]["W"].dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_kernel_flushes_subnormal_moments_as_the_reference_does(kind, dtype):
+    tiny = np.finfo(dtype).tiny
+    # moments at the edge of the normal range, and gradients of 0: one step takes
+    # b1 m (b2 v) below it for some entries and not for others
+    m0 = np.array([1.3, -1.3, 1.05, -1.05, 2.0, 0.0, 1e10, 3.0], dtype) * tiny
+    v0 = np.array([1.3, 1.3, 1.05, 1.0005, 2.0, 1.0, 1e10, 1e20], dtype) * tiny
+    runs = []
+    for off in (False, True):
+        p = to_kind(kind, np.ones(8, dtype))
+        opt = Adam(lr=1e-3)
+        opt.state = {"m": {"W": to_kind(kind, m0.copy())}, "v": {"W": to_kind(kind, v0.copy())}}
+        opt.t = 5
+        with kernels.disabled() if off else contextlib.nullcontext():
+            assert (kernels.find("adam", p, p, p, p) is None) == off
+            opt.step({"W": p}, {"W": to_kind(kind, np.zeros(8, dtype))})
+        runs.append((p, opt.state["m"]["W"], opt.state["v"]["W"]))
+    for got, want in zip(*runs):
+        assert_same(kind, got, want)
+    m, v = (backend.to_numpy(a) for a in runs[0][1:])
+    assert not np.any((m != 0) & (np.abs(m) < tiny)) and not np.any((v != 0) & (v < tiny))
+    # in units of the smallest normal number: 0.9 * 1.05 < 1 <= 0.9 * 1.3, 0.999 * 1.0005 < 1 <= 0.999 * 1.05
+    assert m[2] == 0 and m[3] == 0 and m[0] != 0 and m[1] != 0 and v[3] == 0 and v[2] != 0
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
