@@ -15,6 +15,7 @@ yardstick; it is never a dependency of scratchvae.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -63,11 +64,30 @@ class TorchRun:
     breakdown(n) -> ms per phase, and ``times`` for timed_repeats."""
 
     def __init__(self, workload, batch: int, fused: bool = False, device: str = "cpu", seed: int = 0,
-                 log_every: int = 10, n_examples: int = EPOCH):
+                 log_every: int = 10, n_examples: int = EPOCH, flush_denormal: bool = False):
         self.workload, self.batch, self.fused, self.device = workload, batch, fused, torch.device(device)
         self.seed, self.log_every, self.n_examples = seed, log_every, n_examples
-        self.label = "pytorch eager" + (" fused Adam" if fused else "") + (f" ({device})" if device != "cpu" else "")
+        self.flush_denormal = flush_denormal
+        self.label = ("pytorch eager" + (" fused Adam" if fused else "") + (" +FTZ" if flush_denormal else "")
+                      + (f" ({device})" if device != "cpu" else ""))
         self.times, self.losses = [], []
+
+    @contextlib.contextmanager
+    def _flush_mode(self):
+        """torch.set_flush_denormal(True) while this run trains, if asked: the CPU then
+        treats subnormal numbers as 0 (x86's FTZ and DAZ flags), PyTorch's remedy for the
+        slowdown they cause (see arrays.flush_subnormals in scratchvae). The flags belong
+        to the thread and would change NumPy's arithmetic too, so they are set back after
+        each call: the other frameworks, interleaved in this thread, run without them."""
+        if not self.flush_denormal:
+            yield
+            return
+        if not torch.set_flush_denormal(True):
+            raise RuntimeError("torch.set_flush_denormal is not supported on this CPU")
+        try:
+            yield
+        finally:
+            torch.set_flush_denormal(False)
 
     def setup(self, data=None) -> "TorchRun":
         w = self.workload
@@ -105,6 +125,10 @@ class TorchRun:
         return loss.detach()
 
     def steps(self, n: int) -> float:
+        with self._flush_mode():
+            return self._steps(n)
+
+    def _steps(self, n: int) -> float:
         self._sync()
         t0 = time.perf_counter()
         for _ in range(n):
@@ -120,6 +144,10 @@ class TorchRun:
         return time.perf_counter() - t0
 
     def breakdown(self, n: int) -> dict:
+        with self._flush_mode():
+            return self._breakdown(n)
+
+    def _breakdown(self, n: int) -> dict:
         acc = dict.fromkeys(PHASES, 0.0)
         for _ in range(n):
             self._sync()
@@ -178,6 +206,7 @@ def main(argv=None) -> int:
     p.add_argument("--workload", default="mnist", choices=sorted(WORKLOADS))
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--fused", action="store_true", help="torch.optim.Adam(fused=True)")
+    p.add_argument("--flush-denormal", action="store_true", help="torch.set_flush_denormal(True) while training")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=100)
@@ -193,7 +222,8 @@ def main(argv=None) -> int:
     if args.probe_memory:
         print(json.dumps(probe(args.workload, args.batch_size, args.fused, args.device, args.steps)))
         return 0
-    run = TorchRun(WORKLOADS[args.workload], args.batch_size, fused=args.fused, device=args.device).setup()
+    run = TorchRun(WORKLOADS[args.workload], args.batch_size, fused=args.fused, device=args.device,
+                   flush_denormal=args.flush_denormal).setup()
     run.steps(20)
     t = run.steps(args.steps) / args.steps
     print(f"{run.label}: {1e3 * t:.3f} ms/step, {t * EPOCH / args.batch_size:.2f} s/epoch")
