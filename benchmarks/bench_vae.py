@@ -9,7 +9,9 @@ process so that a busy machine slows them alike:
   when torch is installed (``--torch-device cpu|cuda``, ``--torch-device none`` to skip);
   on the CPU each also with torch.set_flush_denormal(True) ("+FTZ", ``--no-torch-ftz``
   to skip): PyTorch's Adam lets moments decay into subnormal numbers, which x86 CPUs
-  compute about 100 times slower, and scratchvae's does not (arrays.flush_subnormals);
+  compute about 100 times slower, and scratchvae's does not (arrays.flush_subnormals).
+  The flag must be set before PyTorch starts its threads, so these two are timed after
+  the others, each in a process of its own (not interleaved);
 - the floor: the step's matrix products alone, timed at the same shapes on scratchvae's
   backend (and, for reference, with PyTorch's BLAS).
 
@@ -69,6 +71,22 @@ def _probe_torch(workload: str, batch: int, fused: bool, device: str, steps: int
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _time_torch_alone(workload: str, batch: int, fused: bool, steps: int, args) -> dict:
+    """PyTorch with torch.set_flush_denormal(True), timed in a fresh process (it must be
+    set before PyTorch starts its threads): the same warm-up, rounds and steps."""
+    cmd = [sys.executable, str(HERE / "torch_reference.py"), "--flush-denormal", "--json", "--workload", workload,
+           "--batch-size", str(batch), "--steps", str(steps), "--rounds", str(args.epochs_timed),
+           "--warmup", str(args.warmup), "--threads", str(args.threads or 0)]
+    if fused:
+        cmd.append("--fused")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]}
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"label": got["label"], **sb.epoch_figures(got["step_seconds"], batch),
+            "timed": "alone, in a process of its own, after the interleaved runs"}
+
+
 def _figures(run, B: int) -> dict:
     return {"label": run.label, **sb.epoch_figures(run.times, B)}
 
@@ -108,9 +126,8 @@ def run_all(args) -> dict:
         data = sb.synthetic_images(sb.EPOCH, w.x_dim, seed=0)
         runs = {"scratchvae": sb.ScratchRun(w, B).setup(data)}
         if torch is not None:
-            for key, fused, ftz in TORCH_RUNS:
-                if not ftz or (args.torch_ftz and args.torch_device == "cpu"):
-                    runs[key] = TorchRun(w, B, fused=fused, device=args.torch_device, flush_denormal=ftz).setup(data)
+            runs["torch"] = TorchRun(w, B, fused=False, device=args.torch_device).setup(data)
+            runs["torch_fused"] = TorchRun(w, B, fused=True, device=args.torch_device).setup(data)
         sb.timed_repeats(list(runs.values()), steps, args.epochs_timed, args.warmup)
         rec = {"workload": w.name, "layers": w.layers, "batch_size": B, "steps_timed": steps,
                "repeats": args.epochs_timed, "load_average": sb.load_average()}
@@ -120,6 +137,10 @@ def run_all(args) -> dict:
             rec[key]["breakdown_ms"] = bd
             rec[key]["final_loss"] = run.losses[-1]
         rec["scratchvae"]["dtypes"] = sorted(runs["scratchvae"].dtypes())
+        del runs  # free their memory before the child processes
+        if torch is not None and args.torch_ftz and args.torch_device == "cpu":
+            for key, fused in (("torch_ftz", False), ("torch_fused_ftz", True)):
+                rec[key] = _time_torch_alone(w.name, B, fused, steps, args)
         shapes = sb.matmul_shapes(w, B)
         floors = [sb.time_matmuls(shapes, args.floor_reps) for _ in range(3)]  # median of 3 measurements
         fl = sorted(floors, key=lambda f: f["matmul_ms"])[1]
@@ -138,13 +159,12 @@ def run_all(args) -> dict:
                     rec[key]["memory"] = _probe_torch(w.name, B, fused, args.torch_device, mem_steps, args.threads, retained)
         rec["ratios"] = ratios(rec)
         result["runs"].append(rec)
-        del runs, data
+        del data
     result["load_average_after"] = sb.load_average()
     return result
 
 
-TORCH_RUNS = (("torch", False, False), ("torch_fused", True, False),  # key, fused Adam, flush denormals
-              ("torch_ftz", False, True), ("torch_fused_ftz", True, True))
+TORCH_KEYS = ("torch", "torch_fused", "torch_ftz", "torch_fused_ftz")
 
 
 def ratios(rec: dict) -> dict:
@@ -156,18 +176,18 @@ def ratios(rec: dict) -> dict:
         out["scratchvae_over_floor_torch_blas"] = s["step_ms"] / rec["floor_torch_blas"]["matmul_ms"]
     bd = s["breakdown_ms"]
     out["scratchvae_optimizer_share"] = bd["optimizer"] / sum(bd.values())
-    for key, _, _ in TORCH_RUNS:
-        if key in rec:
+    for key in TORCH_KEYS:
+        if "step_ms" in rec.get(key, {}):
             # the median epoch, as the targets are stated: training as a user runs it,
             # including any slowdown that sets in after the first epoch (subnormals)
             out[f"scratchvae_over_{key}"] = s["step_ms"] / rec[key]["step_ms"]
             # each framework's fastest round: on a loaded machine, load slows the
             # frameworks unequally (load_experiment.py); the best round is the least loaded
             out[f"scratchvae_over_{key}_best"] = s["step_ms_best"] / rec[key]["step_ms_best"]
-            # the same ratio per timed epoch, interleaved pairs: how much the noise moves it
-            pairs = [a / b for a, b in zip(s["step_ms_all"], rec[key]["step_ms_all"])]
-            out[f"scratchvae_over_{key}_per_epoch"] = [round(p, 3) for p in pairs]
-            out[f"scratchvae_over_{key}_median_of_pairs"] = statistics.median(pairs)
+            if "timed" not in rec[key]:  # interleaved: the ratio per timed epoch, how much noise moves it
+                pairs = [a / b for a, b in zip(s["step_ms_all"], rec[key]["step_ms_all"])]
+                out[f"scratchvae_over_{key}_per_epoch"] = [round(p, 3) for p in pairs]
+                out[f"scratchvae_over_{key}_median_of_pairs"] = statistics.median(pairs)
             mem_s, mem_t = s.get("memory", {}), rec[key].get("memory", {})
             if "peak_rss_mb" in mem_s and "peak_rss_mb" in mem_t:
                 out[f"peak_rss_scratchvae_over_{key}"] = mem_s["peak_rss_mb"] / mem_t["peak_rss_mb"]
@@ -177,7 +197,7 @@ def ratios(rec: dict) -> dict:
 
 
 def table(result: dict) -> str:
-    lines = [sb.table(result, columns=("scratchvae", *(key for key, _, _ in TORCH_RUNS)))]
+    lines = [sb.table(result, columns=("scratchvae", *TORCH_KEYS))]
     lines.append("")
     lines.append("ratios of median rounds, each framework's fastest round in brackets (targets: over torch "
                  "<= 0.8, over torch_fused <= 1.0, over floor <= 1.5, optimizer share <= 15%, peak memory "
@@ -185,7 +205,7 @@ def table(result: dict) -> str:
     for rec in result["runs"]:
         r = rec["ratios"]
         bits = [f"over floor {r['scratchvae_over_floor']:.2f} [{r['scratchvae_over_floor_best']:.2f}]"]
-        for key, _, _ in TORCH_RUNS:
+        for key in TORCH_KEYS:
             if f"scratchvae_over_{key}" in r:
                 bits.append(f"over {key} {r[f'scratchvae_over_{key}']:.2f} "
                             f"[{r[f'scratchvae_over_{key}_best']:.2f}]")

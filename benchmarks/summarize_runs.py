@@ -12,9 +12,9 @@ import statistics
 import sys
 from pathlib import Path
 
-KEYS = ("scratchvae_over_torch_best", "scratchvae_over_torch_fused_best", "scratchvae_over_floor_best",
-        "scratchvae_over_torch", "scratchvae_over_torch_fused", "scratchvae_over_floor",
-        "scratchvae_optimizer_share")
+FRAMEWORKS = ("scratchvae", "torch", "torch_fused", "torch_ftz", "torch_fused_ftz")
+KEYS = tuple(f"scratchvae_over_{k}{best}" for best in ("", "_best") for k in (*FRAMEWORKS[1:], "floor")) + (
+    "scratchvae_optimizer_share",)
 
 
 def summarize(paths: list) -> dict:
@@ -25,8 +25,9 @@ def summarize(paths: list) -> dict:
             "date": result.get("date"), "load_average_before": result.get("load_average_before"),
             "load_average_after": result.get("load_average_after"),
             "workloads": [{"workload": rec["workload"], "batch_size": rec["batch_size"],
-                           "step_ms_best": {k: rec[k]["step_ms_best"] for k in ("scratchvae", "torch", "torch_fused")
-                                            if k in rec},
+                           "step_ms": {k: rec[k]["step_ms"] for k in FRAMEWORKS if "step_ms" in rec.get(k, {})},
+                           "step_ms_best": {k: rec[k]["step_ms_best"] for k in FRAMEWORKS
+                                            if "step_ms" in rec.get(k, {})},
                            **{k: rec["ratios"][k] for k in KEYS if k in rec["ratios"]}}
                           for rec in result["runs"]],
         }

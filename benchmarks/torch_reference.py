@@ -15,8 +15,8 @@ yardstick; it is never a dependency of scratchvae.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -64,30 +64,11 @@ class TorchRun:
     breakdown(n) -> ms per phase, and ``times`` for timed_repeats."""
 
     def __init__(self, workload, batch: int, fused: bool = False, device: str = "cpu", seed: int = 0,
-                 log_every: int = 10, n_examples: int = EPOCH, flush_denormal: bool = False):
+                 log_every: int = 10, n_examples: int = EPOCH):
         self.workload, self.batch, self.fused, self.device = workload, batch, fused, torch.device(device)
         self.seed, self.log_every, self.n_examples = seed, log_every, n_examples
-        self.flush_denormal = flush_denormal
-        self.label = ("pytorch eager" + (" fused Adam" if fused else "") + (" +FTZ" if flush_denormal else "")
-                      + (f" ({device})" if device != "cpu" else ""))
+        self.label = "pytorch eager" + (" fused Adam" if fused else "") + (f" ({device})" if device != "cpu" else "")
         self.times, self.losses = [], []
-
-    @contextlib.contextmanager
-    def _flush_mode(self):
-        """torch.set_flush_denormal(True) while this run trains, if asked: the CPU then
-        treats subnormal numbers as 0 (x86's FTZ and DAZ flags), PyTorch's remedy for the
-        slowdown they cause (see arrays.flush_subnormals in scratchvae). The flags belong
-        to the thread and would change NumPy's arithmetic too, so they are set back after
-        each call: the other frameworks, interleaved in this thread, run without them."""
-        if not self.flush_denormal:
-            yield
-            return
-        if not torch.set_flush_denormal(True):
-            raise RuntimeError("torch.set_flush_denormal is not supported on this CPU")
-        try:
-            yield
-        finally:
-            torch.set_flush_denormal(False)
 
     def setup(self, data=None) -> "TorchRun":
         w = self.workload
@@ -125,10 +106,6 @@ class TorchRun:
         return loss.detach()
 
     def steps(self, n: int) -> float:
-        with self._flush_mode():
-            return self._steps(n)
-
-    def _steps(self, n: int) -> float:
         self._sync()
         t0 = time.perf_counter()
         for _ in range(n):
@@ -144,10 +121,6 @@ class TorchRun:
         return time.perf_counter() - t0
 
     def breakdown(self, n: int) -> dict:
-        with self._flush_mode():
-            return self._breakdown(n)
-
-    def _breakdown(self, n: int) -> dict:
         acc = dict.fromkeys(PHASES, 0.0)
         for _ in range(n):
             self._sync()
@@ -201,18 +174,35 @@ def probe(workload: str, batch: int, fused: bool, device: str, steps: int) -> di
     return out
 
 
+def flush_denormals_from_now_on() -> None:
+    """torch.set_flush_denormal(True), first thing in a process: x86's flush-to-zero
+    flags, PyTorch's remedy for subnormal numbers (which its Adam lets its moments decay
+    into, and which x86 computes about 100 times slower; scratchvae's Adam sets them to 0).
+    The flags belong to a thread, and threads inherit them when they start, so this must
+    come before PyTorch starts its worker threads, and it changes NumPy's arithmetic in
+    this thread too: bench_vae.py measures PyTorch with it in a process of its own."""
+    if not torch.set_flush_denormal(True):
+        raise SystemExit("torch.set_flush_denormal is not supported on this CPU")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workload", default="mnist", choices=sorted(WORKLOADS))
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--fused", action="store_true", help="torch.optim.Adam(fused=True)")
-    p.add_argument("--flush-denormal", action="store_true", help="torch.set_flush_denormal(True) while training")
+    p.add_argument("--flush-denormal", action="store_true",
+                   help="torch.set_flush_denormal(True) before anything runs (see flush_denormals_from_now_on)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--steps", type=int, default=0, help="steps per timed round (0: a whole epoch, 60,000 / batch)")
+    p.add_argument("--rounds", type=int, default=1, help="timed rounds (the median is printed)")
+    p.add_argument("--warmup", type=int, default=30, help="untimed steps first")
+    p.add_argument("--json", action="store_true", help="print the seconds per step of every round as JSON")
     p.add_argument("--probe-memory", action="store_true", help="print peak memory as JSON (used by bench_vae.py)")
     p.add_argument("--retain-freed-memory", action="store_true", help="glibc keeps freed memory (as bench_vae.py)")
     args = p.parse_args(argv)
+    if args.flush_denormal:
+        flush_denormals_from_now_on()
     if args.retain_freed_memory:
         from scratchvae.backend import retain_freed_memory
 
@@ -220,13 +210,20 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.probe_memory:
-        print(json.dumps(probe(args.workload, args.batch_size, args.fused, args.device, args.steps)))
+        print(json.dumps(probe(args.workload, args.batch_size, args.fused, args.device, args.steps or 100)))
         return 0
-    run = TorchRun(WORKLOADS[args.workload], args.batch_size, fused=args.fused, device=args.device,
-                   flush_denormal=args.flush_denormal).setup()
-    run.steps(20)
-    t = run.steps(args.steps) / args.steps
-    print(f"{run.label}: {1e3 * t:.3f} ms/step, {t * EPOCH / args.batch_size:.2f} s/epoch")
+    run = TorchRun(WORKLOADS[args.workload], args.batch_size, fused=args.fused, device=args.device).setup()
+    if args.flush_denormal:
+        run.label += " +FTZ"
+    steps = args.steps or math.ceil(EPOCH / args.batch_size)
+    run.steps(args.warmup)
+    times = [run.steps(steps) / steps for _ in range(args.rounds)]
+    if args.json:
+        print(json.dumps({"label": run.label, "steps": steps, "step_seconds": times}))
+    else:
+        t = sorted(times)[len(times) // 2]
+        print(f"{run.label}: {1e3 * t:.3f} ms/step, {t * EPOCH / args.batch_size:.2f} s/epoch "
+              f"(median of {args.rounds} rounds of {steps} steps)")
     return 0
 
 
