@@ -9,7 +9,7 @@ process so that a busy machine slows them alike:
   when torch is installed (``--torch-device cpu|cuda``, ``--torch-device none`` to skip);
   on the CPU each also with torch.set_flush_denormal(True) ("+FTZ", ``--no-torch-ftz``
   to skip): PyTorch's Adam lets moments decay into subnormal numbers, which x86 CPUs
-  compute about 100 times slower, and scratchvae's does not (arrays.flush_subnormals).
+  compute many times slower, and scratchvae's does not (arrays.flush_subnormals).
   The flag must be set before PyTorch starts its threads, so these two are timed after
   the others, each in a process of its own (not interleaved);
 - the floor: the step's matrix products alone, timed at the same shapes on scratchvae's

@@ -177,7 +177,7 @@ def probe(workload: str, batch: int, fused: bool, device: str, steps: int) -> di
 def flush_denormals_from_now_on() -> None:
     """torch.set_flush_denormal(True), first thing in a process: x86's flush-to-zero
     flags, PyTorch's remedy for subnormal numbers (which its Adam lets its moments decay
-    into, and which x86 computes about 100 times slower; scratchvae's Adam sets them to 0).
+    into, and which x86 computes many times slower; scratchvae's Adam sets them to 0).
     The flags belong to a thread, and threads inherit them when they start, so this must
     come before PyTorch starts its worker threads, and it changes NumPy's arithmetic in
     this thread too: bench_vae.py measures PyTorch with it in a process of its own."""

@@ -33,10 +33,11 @@ def flush_subnormals(a, nonnegative: bool = False):
     Why an optimizer needs it: a moment that stops receiving gradient decays
     geometrically (Adam's m by 0.9 a step: a weight of a pixel that is always 0 in the
     batch, or of a dead ReLU unit), and after some 800 steps it falls below 1.2e-38 into
-    the subnormal numbers. x86 CPUs do arithmetic on subnormals in microcode, about 100
-    times slower: training a 784-400-20 VAE, the Adam step went from 0.56 ms to 2.8 ms
-    within five epochs. Below 1.2e-38 a moment moves no weight (a step of
-    lr m / (sqrt(v) + eps) < 1e-33), so 0 is the same number for the model. GPUs
+    the subnormal numbers. x86 CPUs do arithmetic on subnormals in microcode, many
+    times slower (a float32 multiply: 18x on the course machine): training a
+    784-400-20 VAE, the Adam step went from 0.57 ms to 3.3 ms within 2,500 steps
+    (benchmarks/subnormal_experiment.py). Below 1.2e-38 a moment moves no weight (a step
+    of lr m / (sqrt(v) + eps) < 1e-33), so 0 is the same number for the model. GPUs
     compute subnormals at full speed; flushing there too keeps one formula everywhere.
     ``nonnegative``: ``a`` holds no negative numbers (Adam's v), one comparison less.
     """

@@ -420,10 +420,9 @@ def settle() -> None:
 def rewarm(run) -> None:
     """A few untimed steps before each timed round: the run before it (another
     framework's, and the pause) left this run's arrays out of the caches, and training
-    does not pause. It helps, without removing the effect: interleaved with PyTorch,
-    scratchvae's optimizer phase (784-400-20, batch 128) measured 1.0 to 1.4 ms per step
-    without this and 0.76 to 1.4 ms with it, against 0.58 ms in a process that trains
-    alone (the phase that streams the most memory varies the most)."""
+    does not pause. (Interleaved with PyTorch, scratchvae's optimizer phase at batch 128
+    reads 0.57 ms, as in a process that trains alone. Most of the 0.8 to 1.4 ms it read
+    before Adam flushed subnormal moments to 0 came from those, not from the turns.)"""
     run.steps(REWARM_STEPS)
 
 

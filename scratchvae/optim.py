@@ -155,7 +155,7 @@ class Adam(Optimizer):
 
     A moment that falls below float's smallest normal number (1.2e-38 in float32) is
     set to 0: a weight whose gradient stays 0 for many steps would otherwise make the
-    CPU compute on subnormal numbers, about 100 times slower per entry (see
+    CPU compute on subnormal numbers, many times slower (see
     ``arrays.flush_subnormals``). PyTorch's Adam does not do this, and slows down.
 
     Every step is in place, with one scratch array per parameter (``buf``, not part of
