@@ -280,3 +280,53 @@ def test_unknown_init():
 def test_mlp_needs_two_sizes():
     with pytest.raises(ValueError, match=r"mlp needs at least an input and an output size, got \[5\]"):
         mlp([5])
+
+
+# -- kept buffers (layers.reusing_buffers) --------------------------------------------------
+
+
+def test_reusing_buffers_keeps_large_results_and_gives_the_same_numbers(bk, hrng, monkeypatch):
+    from scratchvae import arrays
+
+    monkeypatch.setattr(arrays, "KEEP_MIN_BYTES", 0)  # keep even these small arrays
+    net = Sequential(Dense(6, 5, rng=backend.RNG(1)), ReLU(), Dense(5, 4, rng=backend.RNG(2)))
+    x1, x2 = (backend.asarray(hrng.normal(size=(7, 6))) for _ in range(2))
+    dy = backend.asarray(hrng.normal(size=(7, 4)))
+    fresh = []
+    for x in (x1, x2):
+        y = net.forward(x)
+        fresh.append((host(y), host(net.backward(dy))))
+    with layers.reusing_buffers(net):
+        y1 = net.forward(x1)
+        dx1 = net.backward(dy)
+        np.testing.assert_array_equal(host(y1), fresh[0][0])
+        np.testing.assert_array_equal(host(dx1), fresh[0][1])
+        y2 = net.forward(x2)
+        dx2 = net.backward(dy)
+        assert y2 is y1 and dx2 is dx1  # the same memory, overwritten
+        np.testing.assert_array_equal(host(y2), fresh[1][0])
+        np.testing.assert_array_equal(host(dx2), fresh[1][1])
+    assert net.forward(x1) is not y1  # outside the block: new arrays again
+    assert not any(layer.reuse_buffers for layer in net.layers.values())
+
+
+def test_reusing_buffers_is_undone_when_the_step_fails(bk):
+    net = Sequential(Dense(3, 2), ReLU())
+    with pytest.raises(ValueError):
+        with layers.reusing_buffers(net):
+            net.forward(backend.asarray(np.zeros((2, 5))))  # wrong width
+    assert not any(layer.reuse_buffers for layer in net.layers.values())
+
+
+def test_kept_array_keeps_only_large_arrays_and_follows_shape_and_dtype(bk):
+    from scratchvae.arrays import KEEP_MIN_BYTES, kept_array
+
+    like = backend.asarray(np.zeros(1))
+    store = {}
+    assert kept_array(store, "y", (2, 3), like) is None and store == {}  # small: the allocator's job
+    rows = KEEP_MIN_BYTES // 8 + 1  # over the limit in float32 and float64
+    a = kept_array(store, "y", (rows, 2), like)
+    assert a.shape == (rows, 2) and a.dtype == like.dtype
+    assert kept_array(store, "y", (rows, 2), like) is a
+    b = kept_array(store, "y", (rows, 3), like)
+    assert b is not a and b.shape == (rows, 3)
