@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from array_api_compat import array_namespace, is_cupy_array, is_numpy_array
 
 
@@ -47,27 +45,6 @@ def flush_subnormals(a, nonnegative: bool = False):
     tiny = xp.finfo(a.dtype).smallest_normal
     a[(a if nonnegative else xp.abs(a)) < tiny] = 0.0
     return a
-
-
-KEEP_MIN_BYTES = 1 << 20  # arrays below 1 MiB are not worth keeping (see kept_array)
-
-
-def kept_array(store: dict, role: str, shape: tuple, like):
-    """``store[role]``, an array of ``shape`` with ``like``'s dtype, device and kind,
-    made (empty) the first time and again whenever those change: working memory that a
-    layer or model keeps from one training step to the next (layers.reusing_buffers).
-
-    None (make a new array) below KEEP_MIN_BYTES: the C allocator hands small blocks
-    straight back from its free lists, still in the CPU's cache, which a dozen kept
-    arrays would not be (batch 128 was 4% slower with them); large blocks it returns to
-    the operating system, and those cost page faults to make again."""
-    itemsize = getattr(like.dtype, "itemsize", None) or array_namespace(like).finfo(like.dtype).bits // 8
-    if math.prod(shape) * itemsize < KEEP_MIN_BYTES:
-        return None
-    buf = store.get(role)
-    if buf is None or buf.shape != shape or buf.dtype != like.dtype or type(buf) is not type(like):
-        buf = store[role] = array_namespace(like).empty(shape, dtype=like.dtype, device=like.device)
-    return buf
 
 
 def as_array_like(value, like):

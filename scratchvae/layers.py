@@ -15,40 +15,25 @@ backward knows that a generic one must not assume):
     layer.backward(dy, need_dx=False)     # x is the data: skip dL/dx (one matmul less)
     layer.backward(dy, accumulate=False)  # WRITE dL/dparam into grads instead of adding
                                           # (the caller would have zeroed them anyway)
-
-and a training step can ask its layers to reuse their arrays (``reusing_buffers``): the
-maths is the same, the results land in memory the layer keeps from the step before.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 from array_api_compat import array_namespace
 
 from . import backend, kernels
-from .arrays import into, kept_array
+from .arrays import into
 from .checks import check_columns, check_ndim, check_positive_int
 
 
 class Layer:
     """Base class: no parameters; subclasses fill ``params`` and ``grads``."""
 
-    reuse_buffers = False  # set by reusing_buffers() for the duration of a training step
-
     def __init__(self):
         self.params: dict = {}
         self.grads: dict = {}
-
-    def _buffer(self, role: str, shape: tuple, like):
-        """Where to write the result ``role`` ("y", "dx") of shape ``shape``: None (a new
-        array, as always) unless buffers are reused and the array is large; then an
-        array this layer keeps, of ``like``'s dtype and device, overwritten by its next
-        call (see reusing_buffers and arrays.kept_array)."""
-        if not self.reuse_buffers:
-            return None
-        return kept_array(self.__dict__.setdefault("_buffers", {}), role, shape, like)
 
     def forward(self, x):
         raise NotImplementedError
@@ -99,10 +84,8 @@ class Dense(Layer):
         check_ndim(x, 2, "Dense input", "(N, D)")
         check_columns(x, self.in_features, "Dense input", f"Dense({self.in_features}, {self.out_features})")
         self.x = x  # backward needs x for dW
-        out = self._buffer("y", (x.shape[0], self.out_features), x)
-        W = self.params["W"]
-        y = x @ W if out is None else into(out, array_namespace(x).matmul, x, W)  # y = x W + b   (N, H)
-        y += self.params["b"]  # in place: y is our own array
+        y = x @ self.params["W"]  # y = x W + b                           (N, H)
+        y += self.params["b"]  # in place: y is our own new array
         return y
 
     def backward(self, dy, need_dx: bool = True, accumulate: bool = True):
@@ -122,9 +105,7 @@ class Dense(Layer):
             into(self.grads["b"], xp.sum, dy, axis=0)  # dL/db = sum over rows of dL/dy
         if not need_dx:
             return None
-        out = self._buffer("dx", (dy.shape[0], self.in_features), dy)
-        W = self.params["W"]
-        return dy @ W.T if out is None else into(out, xp.matmul, dy, W.T)  # dL/dx = dL/dy W^T  (N, D)
+        return dy @ self.params["W"].T  # dL/dx = dL/dy W^T                 (N, D)
 
     def __repr__(self) -> str:
         return f"Dense({self.in_features}, {self.out_features}, init={self.init!r})"
@@ -135,15 +116,13 @@ class ReLU(Layer):
     layer keeps anyway as its input): x > 0 exactly where y > 0."""
 
     def forward(self, x):
-        out = self._buffer("y", x.shape, x)
-        xp = array_namespace(x)
-        self.y = xp.maximum(x, 0.0) if out is None else into(out, xp.maximum, x, 0.0)
+        self.y = array_namespace(x).maximum(x, 0.0)
         return self.y
 
     def backward(self, dy):
         fused = kernels.find("relu_backward", self.y, dy)
         if fused is not None:  # the same two lines in one compiled pass
-            return fused(self.y, dy, out=self._buffer("dx", dy.shape, dy))
+            return fused(self.y, dy)
         xp = array_namespace(dy)
         dx = xp.astype(self.y > 0, dy.dtype)  # dy/dx as 0/1 numbers: 1 where x > 0
         dx *= dy  # dL/dx = dL/dy * dy/dx (a multiply: NumPy's where with a mask is far slower)
@@ -350,32 +329,3 @@ def mlp(sizes, activation_name: str = "relu", out_activation: str | None = None,
         elif out_activation is not None:
             layers[f"act{i + 1}"] = activation(out_activation)
     return Sequential(layers)
-
-
-def _leaves(layer) -> list:
-    inner = getattr(layer, "layers", None)
-    return [leaf for child in inner.values() for leaf in _leaves(child)] if isinstance(inner, dict) else [layer]
-
-
-@contextlib.contextmanager
-def reusing_buffers(*layers):
-    """Inside the block, these layers (and the layers inside containers) write their
-    outputs and dL/dx into arrays they keep, which their next call overwrites, instead of
-    making new ones. A training step makes and frees the same large arrays every step
-    (at batch 1024, 25 MB of them), and the C allocator hands freed large blocks back to
-    the operating system, so the next step would fault them in again page by page
-    (1,200 to 1,700 page faults a step: benchmarks/RESULTS.md). The numbers are the same.
-
-    Only for code that is done with a layer's results before calling it again, as
-    ``VAE.loss_and_grads`` is (it returns the loss and fills the gradients): an output
-    kept across calls would change under the caller's feet.
-    """
-    leaves = [leaf for layer in layers for leaf in _leaves(layer)]
-    before = [leaf.reuse_buffers for leaf in leaves]
-    for leaf in leaves:
-        leaf.reuse_buffers = True
-    try:
-        yield
-    finally:
-        for leaf, was in zip(leaves, before):
-            leaf.reuse_buffers = was

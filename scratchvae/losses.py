@@ -39,7 +39,7 @@ def _check_broadcasts(logvar, shape) -> None:
         )
 
 
-def bernoulli_nll(logits, x, check: bool = True, out=None):
+def bernoulli_nll(logits, x, check: bool = True):
     """Negative log-likelihood of x under Bernoulli(sigmoid(logits)), from logits.
 
     Per entry:  -[x log p + (1 - x) log(1 - p)],  p = sigmoid(l)
@@ -50,15 +50,12 @@ def bernoulli_nll(logits, x, check: bool = True, out=None):
     - logits: (N, D) decoder output, any real values.
     - x: (N, D) targets in [0, 1] (grey values allowed: the "continuous Bernoulli"
       normalizer is not included, as in most VAE code).
-    - out: optional (N, D) array to write dlogits into (a training step's kept memory).
     Returns:
     - value: 0-d array, mean over the batch of per-example sums (nats per example).
-    - dlogits: (N, D) (``out`` if given).
+    - dlogits: (N, D).
     """
     if check:
         check_same_shape(logits, x, "logits", "x")
-    if out is not None and out.shape != logits.shape:
-        raise ValueError(f"out must have the logits' shape {logits.shape}, got {out.shape}")
     N = _batch_size(logits)  # before the range check: the min of an empty array fails
     if check:
         check_finite(x, "x")
@@ -68,11 +65,11 @@ def bernoulli_nll(logits, x, check: bool = True, out=None):
     # compiled pass where scratchvae.kernels has one for these arrays (equal numbers).
     rows_nll = kernels.find("bernoulli_nll_rows", logits, x) or _bernoulli_nll_rows
     blocks = row_blocks(logits)
-    if len(blocks) == 1 and out is None:
+    if len(blocks) == 1:
         return rows_nll(logits, x, N)
     # The same formula on blocks of rows (see arrays.row_blocks): equal numbers, small
     # temporaries that stay in the CPU's cache.
-    dlogits = array_namespace(logits).empty_like(logits) if out is None else out
+    dlogits = array_namespace(logits).empty_like(logits)
     value = None
     for rows in blocks:
         v, d = rows_nll(logits[rows, ...], x[rows, ...], N)

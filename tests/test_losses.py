@@ -296,17 +296,3 @@ def test_zero_dimensional_input(bk):
     s = A(0.5)
     with pytest.raises(ValueError, match=r"a loss needs a batch of at least one example, got shape \(\)"):
         bernoulli_nll(s, s)
-
-
-@pytest.mark.parametrize("rows", [3, 200])  # one block, and blocks of rows on NumPy
-def test_bernoulli_nll_writes_its_gradient_into_out(bk, hrng, rows):
-    logits = backend.asarray(hrng.normal(size=(rows, 784)) * 4)
-    x = backend.asarray(hrng.uniform(size=(rows, 784)))
-    value, d = bernoulli_nll(logits, x)
-    out = backend.asarray(np.zeros((rows, 784)))
-    value_out, d_out = bernoulli_nll(logits, x, out=out)
-    assert d_out is out
-    assert float(value_out) == float(value)
-    np.testing.assert_array_equal(host(out), host(d))
-    with pytest.raises(ValueError, match="shape"):
-        bernoulli_nll(logits, x, out=backend.asarray(np.zeros((rows, 10))))

@@ -90,9 +90,8 @@ def _relu_backward_loop(y, dy, dx):
         dx[i] = (one if y[i] > zero else zero) * dy[i]  # dL/dx = [y > 0] dL/dy
 
 
-def relu_backward(y, dy, out=None):
-    """layers.ReLU.backward in one pass instead of two (a 0/1 mask, then a multiply);
-    into ``out`` if given (C-contiguous, dy's shape and dtype)."""
-    dx = np.empty_like(dy) if out is None else out
+def relu_backward(y, dy):
+    """layers.ReLU.backward in one pass instead of two (a 0/1 mask, then a multiply)."""
+    dx = np.empty_like(dy)
     _relu_backward_loop(y.reshape(-1), dy.reshape(-1), dx.reshape(-1))
     return dx

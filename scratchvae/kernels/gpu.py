@@ -58,9 +58,9 @@ _relu_backward_kernel = cupy.ElementwiseKernel(
 )
 
 
-def relu_backward(y, dy, out=None):
-    """layers.ReLU.backward in one launch instead of three; into ``out`` if given."""
-    return _relu_backward_kernel(y, dy) if out is None else _relu_backward_kernel(y, dy, out)
+def relu_backward(y, dy):
+    """layers.ReLU.backward in one launch instead of three."""
+    return _relu_backward_kernel(y, dy)
 
 
 _kl_kernel = cupy.ElementwiseKernel(

@@ -28,11 +28,11 @@ from collections.abc import Iterable
 from array_api_compat import array_namespace
 
 from .. import backend
-from ..arrays import batch_slices, kept_array, logsumexp
+from ..arrays import batch_slices, logsumexp
 from ..checks import check_data, check_positive_int
 from ..densities import bernoulli_log_prob, gaussian_log_prob, std_normal_log_prob
 from .. import layers
-from ..layers import Dense, Sequential, flatten, reusing_buffers, sigmoid
+from ..layers import Dense, Sequential, flatten, sigmoid
 from ..losses import bernoulli_nll, gaussian_nll, kl_std_normal
 from ..reparam import reparam_backward, reparam_forward
 
@@ -190,12 +190,10 @@ class VAE:
             raise ValueError(f"eps must have shape (L, N, K) = {shape}, got {eps.shape}{hint}")
         return eps
 
-    def _rec(self, out, x_rep, check=False, reuse=False):
-        """Reconstruction loss -E log p(x | z) (batch mean) and its gradients. ``reuse``:
-        write d/dout into memory kept from the last training step (see _forward_loss)."""
+    def _rec(self, out, x_rep, check=False):
+        """Reconstruction loss -E log p(x | z) (batch mean) and its gradients."""
         if self.likelihood == "bernoulli":
-            kept = kept_array(self.__dict__.setdefault("_kept", {}), "dout", out.shape, out) if reuse else None
-            rec, dout = bernoulli_nll(out, x_rep, check=check, out=kept)
+            rec, dout = bernoulli_nll(out, x_rep, check=check)
             return rec, dout, None
         return gaussian_nll(x_rep, out, self._dec_logvar(), check=check)
 
@@ -224,18 +222,12 @@ class VAE:
         return loss, stats
 
     def _forward_loss(self, x, eps, beta: float = 1.0):
-        """The forward half of loss_and_grads: loss, stats, and what backward needs.
-
-        The large arrays of a step (layer outputs, d/dout, dL/dx) go into memory kept
-        from the step before (layers.reusing_buffers: no page faults for arrays made
-        anew each step). Nothing of them is returned: the loss and stats are new 0-d
-        arrays, and the gradients land in model.grads."""
+        """The forward half of loss_and_grads: loss, stats, and what backward needs."""
         # forward: encoder, reparameterization, decoder
-        with reusing_buffers(*self._modules().values()):
-            mu, logvar, z, rcache, out, x_rep = self._forward(x, eps)
+        mu, logvar, z, rcache, out, x_rep = self._forward(x, eps)
         # rec = (1/(L N)) sum_{l,n} -log p(x_n | z_ln): the mean over the batch AND the
         # L samples, so its gradient already carries the 1/L of the Monte-Carlo average.
-        rec, dout, dlogvar_dec = self._rec(out, x_rep, reuse=True)
+        rec, dout, dlogvar_dec = self._rec(out, x_rep)
         kl, dmu_kl, dlogvar_kl = kl_std_normal(mu, logvar, check=False)
         loss = rec + beta * kl
         cache = (eps.shape, rcache, dout, dlogvar_dec, dmu_kl, dlogvar_kl, beta)
@@ -248,10 +240,6 @@ class VAE:
         (accumulate=False), not added: no zero_grad pass, no temporaries; and the
         encoder's first layer skips dL/dx (need_dx=False): x is the data.
         """
-        with reusing_buffers(*self._modules().values()):
-            self._backward_layers(cache)
-
-    def _backward_layers(self, cache):
         (L, N, K), rcache, dout, dlogvar_dec, dmu_kl, dlogvar_kl, beta = cache
         xp = array_namespace(dout)
         # backward: decoder -> reparameterization -> encoder
