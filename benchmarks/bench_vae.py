@@ -79,6 +79,8 @@ def _time_torch_alone(workload: str, batch: int, fused: bool, steps: int, args) 
            "--warmup", str(args.warmup), "--threads", str(args.threads or 0)]
     if fused:
         cmd.append("--fused")
+    if args.retain_freed_memory:  # the same allocator setting as every other run
+        cmd.append("--retain-freed-memory")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]}

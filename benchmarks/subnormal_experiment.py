@@ -35,12 +35,12 @@ from scratchvae import bench as sb  # noqa: E402
 
 
 def adam_without_flush(p, g, m, v, b1: float, b2: float, a: float, eps_t: float) -> None:
-    """kernels.cpu.adam with the flush threshold at 0: |m| >= 0 always holds."""
+    """kernels.cpu.adam with both flush thresholds at 0: |m| < 0 never holds."""
     from scratchvae.kernels import cpu
 
     t = p.dtype.type
     cpu._adam_loop(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
-                   t(b1), t(1.0 - b1), t(b2), t(1.0 - b2), t(a), t(eps_t), t(0.0))
+                   t(b1), t(1.0 - b1), t(b2), t(1.0 - b2), t(a), t(eps_t), t(0.0), t(0.0))
 
 
 def subnormal_count(opt) -> int:

@@ -34,8 +34,8 @@ def summarize(paths: list) -> dict:
     medians = {}
     for i, w in enumerate(next(iter(runs.values()))["workloads"]):
         name = f"{w['workload']} batch {w['batch_size']}"
-        medians[name] = {k: statistics.median(r["workloads"][i][k] for r in runs.values())
-                         for k in KEYS if k in w}
+        got = {k: [r["workloads"][i][k] for r in runs.values() if k in r["workloads"][i]] for k in KEYS}
+        medians[name] = {k: statistics.median(v) for k, v in got.items() if v}  # a run may lack one (a failed child)
     return {"runs": runs, "medians_over_runs": medians}
 
 

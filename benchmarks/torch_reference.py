@@ -9,7 +9,7 @@ shuffled index per epoch, the batch gathered from device-resident data, losses s
 the device and read back every ``log_every`` steps. PyTorch is used here only as a
 yardstick; it is never a dependency of scratchvae.
 
-    python benchmarks/torch_reference.py --workload mnist --batch-size 128   # a quick timing
+    python benchmarks/torch_reference.py --workload mnist --batch-size 128   # an epoch, after 30 warm-up steps
 """
 
 from __future__ import annotations

@@ -36,8 +36,9 @@ def flush_subnormals(a, nonnegative: bool = False):
     the subnormal numbers. x86 CPUs do arithmetic on subnormals in microcode, many
     times slower (a float32 multiply: 18x on the course machine): training a
     784-400-20 VAE, the Adam step went from 0.57 ms to 3.3 ms within 2,500 steps
-    (benchmarks/subnormal_experiment.py). Below 1.2e-38 a moment moves no weight (a step
-    of lr m / (sqrt(v) + eps) < 1e-33), so 0 is the same number for the model. GPUs
+    (benchmarks/subnormal_experiment.py). Below 1.2e-38 a moment moves no weight (its
+    step lr m_hat / (sqrt(v_hat) + eps) is about 1e-33 at most with the default lr and
+    eps), so 0 is the same number for the model. GPUs
     compute subnormals at full speed; flushing there too keeps one formula everywhere.
     ``nonnegative``: ``a`` holds no negative numbers (Adam's v), one comparison less.
     """

@@ -155,13 +155,15 @@ class Adam(Optimizer):
 
     A moment that falls below float's smallest normal number (1.2e-38 in float32) is
     set to 0: a weight whose gradient stays 0 for many steps would otherwise make the
-    CPU compute on subnormal numbers, many times slower (see
-    ``arrays.flush_subnormals``). PyTorch's Adam does not do this, and slows down.
+    CPU compute on subnormal numbers, many times slower (see ``arrays.flush_subnormals``).
+    PyTorch's Adam does not do this, and slows down. v is flushed only when eps > 0: with
+    eps = 0, m / sqrt(v) would divide by a v flushed to 0.
 
     Every step is in place, with one scratch array per parameter (``buf``, not part of
-    the state): no new arrays are made while training. The lines below are twelve
-    passes over memory per parameter. Where a compiler is at hand (numba for NumPy,
-    CuPy's ElementwiseKernel on a GPU) ``scratchvae.kernels`` runs the same formula as
+    the state). The lines below are twelve passes over memory per parameter, and the
+    flush two more per moment (it makes a mask: the reference's only new arrays). Where
+    a compiler is at hand (numba for NumPy, CuPy's ElementwiseKernel on a GPU)
+    ``scratchvae.kernels`` runs the same formula as
     one loop, one pass, like PyTorch's fused=True; the lines below are the reference it
     is tested against, and what runs everywhere else.
     """
@@ -199,7 +201,8 @@ class Adam(Optimizer):
         buf *= 1.0 - self.b2  # buf = (1 - b2) g^2
         v *= self.b2
         v += buf  # v <- b2 v + (1 - b2) g^2
-        flush_subnormals(v, nonnegative=True)
+        if eps_t > 0:  # with eps = 0, a v flushed under a nonzero m would divide by zero
+            flush_subnormals(v, nonnegative=True)
         into(buf, xp.sqrt, v)
         buf += eps_t  # buf = sqrt(v) + eps_t
         into(buf, xp.divide, m, buf)

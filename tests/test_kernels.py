@@ -125,6 +125,28 @@ def test_adam_kernel_flushes_subnormal_moments_as_the_reference_does(kind, dtype
     assert m[2] == 0 and m[3] == 0 and m[0] != 0 and m[1] != 0 and v[3] == 0 and v[2] != 0
 
 
+@pytest.mark.parametrize("eps", [1e-8, 0.0])
+def test_adam_kernel_keeps_nan_and_spares_v_when_eps_is_0(kind, eps):
+    """A NaN gradient must reach p, m and v as in the reference (a diverged run must
+    not look healthy), and with eps = 0 a subnormal v is kept: flushed to 0 under a
+    nonzero m, m / sqrt(v) would be inf."""
+    tiny = np.finfo(np.float32).tiny
+    g0 = np.array([np.nan, 1e-19, 0.5], np.float32)  # (1 - b2) (1e-19)^2 is subnormal in float32
+    runs = []
+    for off in (False, True):
+        p = to_kind(kind, np.ones(3, np.float32))
+        opt = Adam(lr=1e-3, eps=eps)
+        with kernels.disabled() if off else contextlib.nullcontext():
+            opt.step({"W": p}, {"W": to_kind(kind, g0)})
+        runs.append([backend.to_numpy(a) for a in (p, opt.state["m"]["W"], opt.state["v"]["W"])])
+    for got, want in zip(*runs):
+        assert_same(kind, got, want)
+    p, m, v = runs[0]
+    assert np.isnan(p[0]) and np.isnan(m[0]) and np.isnan(v[0])
+    assert np.isfinite(p[1:]).all()
+    assert (v[1] == 0) == (eps > 0) and (eps > 0 or 0 < v[1] < tiny)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows", [3, 200])  # 200 x 784 is cut into blocks of rows on NumPy
 def test_bernoulli_kernel_equals_the_reference(kind, dtype, rows):

@@ -27,24 +27,26 @@ _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
 @_jit
-def _adam_loop(p, g, m, v, b1, c1, b2, c2, a, eps_t, tiny):
+def _adam_loop(p, g, m, v, b1, c1, b2, c2, a, eps_t, tiny_m, tiny_v):
     zero = p.dtype.type(0.0)
     for i in range(p.size):
         gi = g[i]
         mi = b1 * m[i] + c1 * gi  # m <- b1 m + (1 - b1) g
         vi = b2 * v[i] + c2 * (gi * gi)  # v <- b2 v + (1 - b2) g^2
-        mi = mi if abs(mi) >= tiny else zero  # subnormal -> 0 (arrays.flush_subnormals)
-        vi = vi if vi >= tiny else zero
+        mi = zero if abs(mi) < tiny_m else mi  # subnormal -> 0 (arrays.flush_subnormals); NaN stays
+        vi = zero if vi < tiny_v else vi
         m[i] = mi
         v[i] = vi
         p[i] -= (mi / (math.sqrt(vi) + eps_t)) * a  # p <- p - a m / (sqrt(v) + eps_t)
 
 
 def adam(p, g, m, v, b1: float, b2: float, a: float, eps_t: float) -> None:
-    """Adam's update in place, one pass (see optim.Adam for the formula and a, eps_t)."""
+    """Adam's update in place, one pass (see optim.Adam for the formula, a, eps_t, and
+    why v is flushed only when eps_t > 0)."""
     t = p.dtype.type
+    tiny = np.finfo(t).tiny  # the smallest normal number
     _adam_loop(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
-               t(b1), t(1.0 - b1), t(b2), t(1.0 - b2), t(a), t(eps_t), t(np.finfo(t).tiny))
+               t(b1), t(1.0 - b1), t(b2), t(1.0 - b2), t(a), t(eps_t), t(tiny), t(tiny if eps_t > 0 else 0.0))
 
 
 @_jit

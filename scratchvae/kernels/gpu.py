@@ -12,13 +12,13 @@ import cupy
 import numpy
 
 _adam_kernel = cupy.ElementwiseKernel(
-    "T g, T b1, T c1, T b2, T c2, T a, T eps_t, T tiny",
+    "T g, T b1, T c1, T b2, T c2, T a, T eps_t, T tiny_m, T tiny_v",
     "T p, T m, T v",
     """
     m = b1 * m + c1 * g;              // m <- b1 m + (1 - b1) g
     v = b2 * v + c2 * (g * g);        // v <- b2 v + (1 - b2) g^2
-    if (fabs(m) < tiny) m = 0;        // subnormal -> 0, as on the CPU
-    if (v < tiny) v = 0;              //   (arrays.flush_subnormals)
+    if (fabs(m) < tiny_m) m = 0;      // subnormal -> 0, as on the CPU
+    if (v < tiny_v) v = 0;            //   (arrays.flush_subnormals)
     p -= (m / (sqrt(v) + eps_t)) * a; // p <- p - a m / (sqrt(v) + eps_t)
     """,
     "scratchvae_adam",
@@ -28,8 +28,9 @@ _adam_kernel = cupy.ElementwiseKernel(
 def adam(p, g, m, v, b1: float, b2: float, a: float, eps_t: float) -> None:
     """Adam's update in place, one launch (see optim.Adam for the formula and a, eps_t)."""
     t = p.dtype.type
-    tiny = numpy.finfo(p.dtype).tiny  # smallest normal number
-    _adam_kernel(g, t(b1), t(1.0 - b1), t(b2), t(1.0 - b2), t(a), t(eps_t), t(tiny), p, m, v)
+    tiny = numpy.finfo(p.dtype).tiny  # the smallest normal number; v only when eps_t > 0 (optim.Adam)
+    _adam_kernel(g, t(b1), t(1.0 - b1), t(b2), t(1.0 - b2), t(a), t(eps_t), t(tiny),
+                 t(tiny if eps_t > 0 else 0.0), p, m, v)
 
 
 _bernoulli_kernel = cupy.ElementwiseKernel(
