@@ -140,7 +140,8 @@ def test_adam_kernel_keeps_nan_and_spares_v_when_eps_is_0(kind, eps):
             opt.step({"W": p}, {"W": to_kind(kind, g0)})
         runs.append([backend.to_numpy(a) for a in (p, opt.state["m"]["W"], opt.state["v"]["W"])])
     for got, want in zip(*runs):
-        assert_same(kind, got, want)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        assert_same(kind, got[1:], want[1:])  # (a NaN would make a GPU tolerance NaN)
     p, m, v = runs[0]
     assert np.isnan(p[0]) and np.isnan(m[0]) and np.isnan(v[0])
     assert np.isfinite(p[1:]).all()
