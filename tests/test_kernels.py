@@ -130,6 +130,9 @@ def test_adam_kernel_keeps_nan_and_spares_v_when_eps_is_0(kind, eps):
     """A NaN gradient must reach p, m and v as in the reference (a diverged run must
     not look healthy), and with eps = 0 a subnormal v is kept: flushed to 0 under a
     nonzero m, m / sqrt(v) would be inf."""
+    if kind == "cupy" and eps == 0.0:
+        pytest.skip("CuPy's compiled arithmetic flushes subnormal results to 0 itself, so on a GPU "
+                    "v is 0 here whatever Adam does (kernel and reference agree: p = -inf)")
     tiny = np.finfo(np.float32).tiny
     g0 = np.array([np.nan, 1e-19, 0.5], np.float32)  # (1 - b2) (1e-19)^2 is subnormal in float32
     runs = []
