@@ -3,8 +3,8 @@ compiler is at hand.
 
 The array-API code is the reference: it is what a student reads, and it runs on every
 backend. Each of its lines is one pass over memory, so Adam's update of a 784x400
-weight reads and writes 313,600 numbers twelve times, and the Bernoulli loss makes
-about fifteen passes over the logits. A kernel here computes the same formula, in the
+weight reads and writes 313,600 numbers twelve times (more with the flush of subnormal
+moments), and the Bernoulli loss makes about fifteen passes over the logits. A kernel here computes the same formula, in the
 same order of operations, in one pass (or a few):
 
     kernel                 reference it replaces                  tested against it
