@@ -11,7 +11,9 @@ process so that a busy machine slows them alike:
   to skip): PyTorch's Adam lets moments decay into subnormal numbers, which x86 CPUs
   compute many times slower, and scratchvae's does not (arrays.flush_subnormals).
   The flag must be set before PyTorch starts its threads, so these two are timed after
-  the others, each in a process of its own (not interleaved);
+  the others, each in a process of its own (not interleaved), and so is scratchvae once
+  more ("scratchvae_alone"), for a comparison of like with like: alone, scratchvae's
+  large arrays cost page faults that PyTorch's presence in the process hides;
 - the floor: the step's matrix products alone, timed at the same shapes on scratchvae's
   backend (and, for reference, with PyTorch's BLAS).
 
@@ -36,6 +38,7 @@ import math
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -86,6 +89,27 @@ def _time_torch_alone(workload: str, batch: int, fused: bool, steps: int, args) 
         return {"error": (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]}
     got = json.loads(out.stdout.strip().splitlines()[-1])
     return {"label": got["label"], **sb.epoch_figures(got["step_seconds"], batch),
+            "timed": "alone, in a process of its own, after the interleaved runs"}
+
+
+def _time_scratch_alone(workload: str, batch: int, steps: int, args) -> dict:
+    """scratchvae timed in a fresh process of its own (``python -m scratchvae.bench``),
+    with the same warm-up, rounds, steps and threads as the +FTZ runs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out_json = str(Path(tmp) / "alone.json")
+        size = ["--batch-sizes", str(batch)] if workload == "mnist" else ["--digits-batch-size", str(batch)]
+        cmd = [sys.executable, "-m", "scratchvae.bench", "--backend", args.backend, "--workloads", workload, *size,
+               "--steps", str(steps), "--repeats", str(args.epochs_timed), "--warmup", str(args.warmup),
+               "--threads", str(args.threads or 0), "--no-memory", "--json", out_json]
+        if args.retain_freed_memory:
+            cmd.append("--retain-freed-memory")
+        if args.no_kernels:
+            cmd.append("--no-kernels")
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=HERE.parent)
+        if out.returncode != 0:
+            return {"error": (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]}
+        run = json.loads(Path(out_json).read_text())["runs"][0]["scratchvae"]
+    return {"label": "scratchvae alone", **sb.epoch_figures([ms / 1e3 for ms in run["step_ms_all"]], batch),
             "timed": "alone, in a process of its own, after the interleaved runs"}
 
 
@@ -141,6 +165,7 @@ def run_all(args) -> dict:
         rec["scratchvae"]["dtypes"] = sorted(runs["scratchvae"].dtypes())
         del runs  # free their memory before the child processes
         if torch is not None and args.torch_ftz and args.torch_device == "cpu":
+            rec["scratchvae_alone"] = _time_scratch_alone(w.name, B, steps, args)
             for key, fused in (("torch_ftz", False), ("torch_fused_ftz", True)):
                 rec[key] = _time_torch_alone(w.name, B, fused, steps, args)
         shapes = sb.matmul_shapes(w, B)
@@ -186,6 +211,9 @@ def ratios(rec: dict) -> dict:
             # each framework's fastest round: on a loaded machine, load slows the
             # frameworks unequally (load_experiment.py); the best round is the least loaded
             out[f"scratchvae_over_{key}_best"] = s["step_ms_best"] / rec[key]["step_ms_best"]
+            alone = rec.get("scratchvae_alone", {})
+            if "timed" in rec[key] and "step_ms" in alone:  # both timed alone: like with like
+                out[f"scratchvae_alone_over_{key}"] = alone["step_ms"] / rec[key]["step_ms"]
             if "timed" not in rec[key]:  # interleaved: the ratio per timed epoch, how much noise moves it
                 pairs = [a / b for a, b in zip(s["step_ms_all"], rec[key]["step_ms_all"])]
                 out[f"scratchvae_over_{key}_per_epoch"] = [round(p, 3) for p in pairs]
@@ -199,7 +227,7 @@ def ratios(rec: dict) -> dict:
 
 
 def table(result: dict) -> str:
-    lines = [sb.table(result, columns=("scratchvae", *TORCH_KEYS))]
+    lines = [sb.table(result, columns=("scratchvae", "scratchvae_alone", *TORCH_KEYS))]
     lines.append("")
     lines.append("ratios of median rounds, each framework's fastest round in brackets (targets: over torch "
                  "<= 0.8, over torch_fused <= 1.0, over floor <= 1.5, optimizer share <= 15%, peak memory "
@@ -213,6 +241,9 @@ def table(result: dict) -> str:
                             f"[{r[f'scratchvae_over_{key}_best']:.2f}]")
             if f"peak_rss_scratchvae_over_{key}" in r:
                 bits.append(f"peak RSS over {key} {r[f'peak_rss_scratchvae_over_{key}']:.2f}")
+        for key in ("torch_ftz", "torch_fused_ftz"):
+            if f"scratchvae_alone_over_{key}" in r:
+                bits.append(f"alone over {key} alone {r[f'scratchvae_alone_over_{key}']:.2f}")
         bits.append(f"optimizer {100 * r['scratchvae_optimizer_share']:.0f}% of the step")
         lines.append(f"  {rec['workload']} {rec['layers']} batch {rec['batch_size']}: " + ", ".join(bits))
     return "\n".join(lines)
@@ -232,7 +263,8 @@ def main(argv=None) -> int:
     p.add_argument("--epochs-timed", type=positive_int, default=5,
                    help="timed rounds per framework, interleaved; medians reported (default: 5)")
     p.add_argument("--no-torch-ftz", dest="torch_ftz", action="store_false",
-                   help="skip the PyTorch runs with torch.set_flush_denormal(True)")
+                   help="skip the runs timed alone: PyTorch with torch.set_flush_denormal(True), and "
+                        "scratchvae in a process of its own")
     p.add_argument("--warmup", type=int, default=30, help="warm-up steps per framework")
     p.add_argument("--breakdown-steps", type=int, default=20, help="steps per breakdown round")
     p.add_argument("--breakdown-rounds", type=int, default=7, help="interleaved breakdown rounds (median)")
