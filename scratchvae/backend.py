@@ -329,10 +329,11 @@ def retain_freed_memory(megabytes: int = 512) -> bool:
 
     Why: a training step makes and frees arrays of the same sizes every step. glibc
     returns large freed blocks to the OS, and the next step's arrays fault them back in
-    page by page (at batch 1024, about 2,500 page faults and several ms per step on a
-    2-core VM). With this the freed blocks are reused. The cost: the process keeps up to
-    ``megabytes`` of freed memory. It is a process-wide setting, so scratchvae never
-    calls it by itself; ``scratchvae bench --retain-freed-memory`` shows its effect.
+    page by page (at batch 1024, 1,150 to 1,750 page faults and 1.5 to 2.5 ms per step
+    on a 2-core VM: benchmarks/RESULTS.md). With this the freed blocks are reused. The
+    cost: the process keeps up to ``megabytes`` of freed memory. It is a process-wide setting, so the library never
+    calls it by itself; the ``scratchvae train`` command, whose process is its own, does
+    (64 MB), and ``scratchvae bench --retain-freed-memory`` shows its effect.
     (The environment variables MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_ do the
     same from outside Python.)
     """

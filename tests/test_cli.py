@@ -263,3 +263,15 @@ def test_os_errors_are_one_line(tmp_path, capsys, monkeypatch):
     _one_line_error(capsys, ["bench", "--json", str(tmp_path)], f"Is a directory: {tmp_path}")
     _one_line_error(capsys, ["bench", "--json", str(tmp_path / "no" / "b.json")], "No such file or directory")
     assert not os.path.exists(tmp_path / "no")
+
+
+def test_train_keeps_freed_memory_in_its_own_process(tmp_path, monkeypatch):
+    """The command owns its process, so it asks glibc to keep freed memory (no page
+    faults for the arrays each step makes anew); library calls never do this."""
+    from scratchvae import backend
+
+    calls = []
+    monkeypatch.setattr(backend, "retain_freed_memory", lambda megabytes=512: calls.append(megabytes) or True)
+    code = cli.main(["train", "--out", str(tmp_path / "r"), "--epochs", "1", "--hidden", "8", "--iwae-k", "2",
+                     "--eval-samples", "2", "--quiet", "--backend", "numpy"])
+    assert code == 0 and calls == [64]
