@@ -61,6 +61,14 @@ def _torch_or_none(device: str):
     return torch, None
 
 
+def _child(cmd, timeout: int = 1800, cwd=None):
+    """Run a child process; (its result, None), or (result, {"error": its last stderr line})."""
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    if out.returncode != 0:
+        return out, {"error": (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]}
+    return out, None
+
+
 def _probe_torch(workload: str, batch: int, fused: bool, device: str, steps: int, threads, retain: bool) -> dict:
     cmd = [sys.executable, str(HERE / "torch_reference.py"), "--probe-memory", "--workload", workload,
            "--batch-size", str(batch), "--device", device, "--steps", str(steps), "--threads", str(threads or 0)]
@@ -68,9 +76,9 @@ def _probe_torch(workload: str, batch: int, fused: bool, device: str, steps: int
         cmd.append("--fused")
     if retain:
         cmd.append("--retain-freed-memory")
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    if out.returncode != 0:
-        return {"error": (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]}
+    out, error = _child(cmd, timeout=900)
+    if error:
+        return error
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -84,9 +92,9 @@ def _time_torch_alone(workload: str, batch: int, fused: bool, steps: int, args) 
         cmd.append("--fused")
     if args.retain_freed_memory:  # the same allocator setting as every other run
         cmd.append("--retain-freed-memory")
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    if out.returncode != 0:
-        return {"error": (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]}
+    out, error = _child(cmd)
+    if error:
+        return error
     got = json.loads(out.stdout.strip().splitlines()[-1])
     return {"label": got["label"], **sb.epoch_figures(got["step_seconds"], batch),
             "timed": "alone, in a process of its own, after the interleaved runs"}
@@ -105,9 +113,9 @@ def _time_scratch_alone(workload: str, batch: int, steps: int, args) -> dict:
             cmd.append("--retain-freed-memory")
         if args.no_kernels:
             cmd.append("--no-kernels")
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=HERE.parent)
-        if out.returncode != 0:
-            return {"error": (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]}
+        _, error = _child(cmd, cwd=HERE.parent)
+        if error:
+            return error
         run = json.loads(Path(out_json).read_text())["runs"][0]["scratchvae"]
     return {"label": "scratchvae alone", **sb.epoch_figures([ms / 1e3 for ms in run["step_ms_all"]], batch),
             "timed": "alone, in a process of its own, after the interleaved runs"}
