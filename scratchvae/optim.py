@@ -44,15 +44,24 @@ class Optimizer:
         self.state: dict = {s: {} for s in self.slots}
         self.scratch: dict = {}  # name -> tuple of scratch arrays
 
-    def _buffers(self, name, p) -> tuple:
+    def _state_of(self, name, p) -> tuple:
+        """The state arrays of one parameter, in the order of ``slots`` (zeros at first)."""
+        try:  # every step after the first
+            return tuple([self.state[s][name] for s in self.slots])
+        except KeyError:
+            pass
         for s in self.slots:
             slot = self.state.setdefault(s, {})  # setdefault: a slot may appear later (SGD momentum)
             if name not in slot:  # the first step: the state starts at zero
                 slot[name] = array_namespace(p).zeros_like(p)
+        return tuple(self.state[s][name] for s in self.slots)
+
+    def _buffers(self, name, p) -> tuple:
+        """``_state_of`` and then the ``n_scratch`` scratch arrays (made on first use)."""
         work = self.scratch.get(name)
         if self.n_scratch and (work is None or work[0].shape != p.shape or work[0].dtype != p.dtype):
             work = self.scratch[name] = tuple(array_namespace(p).empty_like(p) for _ in range(self.n_scratch))
-        return tuple(self.state[s][name] for s in self.slots) + (work or ())
+        return self._state_of(name, p) + (work or ())
 
     def step(self, params: dict, grads: dict) -> None:
         """One update of every parameter, in place."""
@@ -64,6 +73,11 @@ class Optimizer:
         self._check_state(params)  # before anything changes: a failed step leaves no trace
         self.t += 1
         self._start_step()
+        self._update_all(params, grads)
+
+    def _update_all(self, params: dict, grads: dict) -> None:
+        """Every parameter's update, one after the other (a subclass may make them one
+        compiled call)."""
         for name, p in params.items():
             self._update(p, grads[name], *self._buffers(name, p))
 
@@ -185,6 +199,19 @@ class Adam(Optimizer):
         c2 = math.sqrt(1.0 - self.b2 ** self.t)  # sqrt(1 - b2^t)
         self._a = self.lr * c2 / (1.0 - self.b1 ** self.t)
         self._eps_t = self.eps * c2
+
+    def _update_all(self, params: dict, grads: dict) -> None:
+        """Where the kernels allow, every parameter in one compiled call: the same loop
+        as ``_update``'s kernel, without ten trips through Python (on the digits model
+        those cost four times the arithmetic). Otherwise one parameter at a time."""
+        ps = list(params.values())
+        gs = [grads[name] for name in params]
+        ms, vs = zip(*(self._state_of(name, p) for name, p in params.items())) if ps else ((), ())
+        fused = kernels.find_each("adam_all", ps, gs, ms, vs)
+        if fused is None:
+            super()._update_all(params, grads)
+            return
+        fused(ps, gs, ms, vs, b1=self.b1, b2=self.b2, a=self._a, eps_t=self._eps_t)
 
     def _update(self, p, g, m, v, buf):
         a, eps_t = self._a, self._eps_t  # from _start_step: the same for every parameter

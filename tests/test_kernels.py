@@ -100,6 +100,55 @@ def test_adam_kernel_equals_the_reference(kind, dtype):
     assert params["W"].dtype == dtype and fused.state["v"]["W"].dtype == dtype
 
 
+@needs_numba
+@pytest.mark.parametrize("mixed", [False, True], ids=["one-dtype", "mixed-dtypes"])
+def test_adam_updates_every_parameter_in_one_call_on_numpy(monkeypatch, mixed):
+    """On NumPy, Adam.step makes one compiled call (adam_all) for all its parameters,
+    with the numbers of one call per parameter; parameters of mixed dtypes fall back to
+    one call each."""
+    from scratchvae.kernels import cpu
+
+    rng = np.random.default_rng(1)
+    shapes = {"W": (7, 5), "b": (5,), "s": (1,)}
+    dtypes = {"W": np.float32, "b": np.float64 if mixed else np.float32, "s": np.float32}
+    start = {k: rng.standard_normal(s).astype(dtypes[k]) for k, s in shapes.items()}
+    grads = [{k: rng.standard_normal(s).astype(dtypes[k]) for k, s in shapes.items()} for _ in range(3)]
+
+    def train(calls):
+        params, opt = {k: p.copy() for k, p in start.items()}, Adam(lr=0.05)
+        for g in grads:
+            opt.step(params, g)
+        return params, opt.state, dict(calls)
+
+    calls = {"adam": 0, "adam_all": 0}
+    for name in calls:
+        def counted(*args, _f=getattr(cpu, name), _name=name, **kw):
+            calls[_name] += 1
+            return _f(*args, **kw)
+        monkeypatch.setattr(cpu, name, counted)
+    one_call = train(calls)
+    assert one_call[2] == ({"adam": 9, "adam_all": 0} if mixed else {"adam": 0, "adam_all": 3})
+    monkeypatch.setattr(kernels, "find_each", lambda *a: None)  # one call per parameter
+    per_param = train({k: 0 for k in calls})
+    for k in shapes:
+        np.testing.assert_array_equal(one_call[0][k], per_param[0][k], err_msg=k)
+        for slot in ("m", "v"):
+            np.testing.assert_array_equal(one_call[1][slot][k], per_param[1][slot][k], err_msg=k)
+
+
+def test_find_each_returns_none_where_lists_do_not_line_up():
+    a, b = np.zeros((4, 5), np.float32), np.zeros(5, np.float32)
+    assert kernels.find_each("adam_all", [a, b], [a, b], [a], [a, b]) is None  # lengths differ
+    assert kernels.find_each("adam_all", [a, b], [a, a], [a, b], [a, b]) is None  # k-th shapes differ
+    assert kernels.find_each("adam_all", [a, b], [a, b.astype(np.float64)], [a, b], [a, b]) is None
+    assert kernels.find_each("adam_all", [a.T, b], [a.T, b], [a.T, b], [a.T, b]) is None  # not C-contiguous
+    assert kernels.find_each("adam_all", [], [], [], []) is None
+    with kernels.disabled():
+        assert kernels.find_each("adam_all", [a], [a], [a], [a]) is None
+    with pytest.raises(ValueError, match="unknown kernel 'adamw'"):
+        kernels.find_each("adamw", [a])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_adam_kernel_flushes_subnormal_moments_as_the_reference_does(kind, dtype):
     tiny = np.finfo(dtype).tiny

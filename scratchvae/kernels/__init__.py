@@ -9,6 +9,8 @@ same order of operations, in one pass (or a few):
 
     kernel                 reference it replaces                  tested against it
     "adam"                 optim.Adam._update                     bit for bit on the CPU
+    "adam_all"             the same, every parameter in one call  bit for bit on the CPU
+                           (numba only; CuPy runs "adam" for each)
     "bernoulli_nll_rows"   losses._bernoulli_nll_rows             bit for bit on the CPU
     "relu_backward"        layers.ReLU.backward                   bit for bit on the CPU
     "kl_std_normal"        losses.kl_std_normal (CuPy only: on    to rounding on a GPU
@@ -32,6 +34,9 @@ none::
 
 ``find`` returns None unless the arrays are all of one kind (all NumPy or all CuPy),
 one floating dtype, one shape, and C-contiguous (a kernel walks raw memory).
+``find_each`` does the same for a kernel that takes lists of arrays, one entry per
+parameter (``"adam_all"``): the k-th entries of the lists share a shape, and every array
+shares the kind and dtype.
 
 Turn kernels off with ``SCRATCHVAE_KERNELS=off`` (read at import), ``kernels.enable(False)``
 or ``with kernels.disabled():``; ``kernels.status()`` says what runs (also printed by
@@ -45,7 +50,7 @@ import functools
 import importlib
 import os
 
-NAMES = ("adam", "bernoulli_nll_rows", "relu_backward", "kl_std_normal")
+NAMES = ("adam", "adam_all", "bernoulli_nll_rows", "relu_backward", "kl_std_normal")
 
 _enabled = os.environ.get("SCRATCHVAE_KERNELS", "auto").strip().lower() not in ("off", "0", "false", "no")
 
@@ -90,15 +95,16 @@ def _load(kind: str):
         return None, f"{type(exc).__name__}: {exc}"
 
 
-def _kind(arrays) -> str | None:
+def _kind(arrays, same_shape: bool = True) -> str | None:
     """"numpy" or "cupy" if every array is of that kind, one dtype (float32/float64, in
-    native byte order), one shape and C-contiguous; else None."""
+    native byte order), one shape (unless ``same_shape`` is False) and C-contiguous;
+    else None."""
     first = arrays[0]
     module = type(first).__module__.split(".")[0]
     if module not in ("numpy", "cupy"):
         return None
     for a in arrays:
-        if type(a) is not type(first) or a.dtype != first.dtype or a.shape != first.shape:
+        if type(a) is not type(first) or a.dtype != first.dtype or (same_shape and a.shape != first.shape):
             return None
         if not a.flags.c_contiguous:
             return None
@@ -122,6 +128,23 @@ def find(name: str, *arrays):
     return None if module is None else getattr(module, name, None)  # not every kernel everywhere
 
 
+def find_each(name: str, *lists):
+    """The fused kernel ``name`` for lists of arrays with an entry per parameter (the
+    k-th entries share a shape), or None (then run the reference, or ``find`` each)."""
+    if name not in NAMES:
+        raise ValueError(f"unknown kernel {name!r}: choose one of {NAMES}")
+    if not _enabled or not lists or not lists[0]:
+        return None
+    shapes = [a.shape for a in lists[0]]
+    if any([a.shape for a in arrays] != shapes for arrays in lists[1:]):
+        return None
+    kind = _kind([a for arrays in lists for a in arrays], same_shape=False)
+    if kind is None:
+        return None
+    module, _ = _load(kind)
+    return None if module is None else getattr(module, name, None)
+
+
 def status() -> dict:
     """What runs on NumPy and on CuPy arrays (for ``scratchvae info`` and the
     benchmarks): the compiler, or why the array-API reference runs instead."""
@@ -140,4 +163,4 @@ def status() -> dict:
     return out
 
 
-__all__ = ["NAMES", "disabled", "enable", "enabled", "find", "status"]
+__all__ = ["NAMES", "disabled", "enable", "enabled", "find", "find_each", "status"]

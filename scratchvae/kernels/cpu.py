@@ -40,13 +40,35 @@ def _adam_loop(p, g, m, v, b1, c1, b2, c2, a, eps_t, tiny_m, tiny_v):
         p[i] -= (mi / (math.sqrt(vi) + eps_t)) * a  # p <- p - a m / (sqrt(v) + eps_t)
 
 
+@_jit
+def _adam_all_loop(ps, gs, ms, vs, b1, c1, b2, c2, a, eps_t, tiny_m, tiny_v):
+    for k in range(len(ps)):  # one parameter after another, in one compiled call
+        _adam_loop(ps[k], gs[k], ms[k], vs[k], b1, c1, b2, c2, a, eps_t, tiny_m, tiny_v)
+
+
+def _adam_scalars(t, b1, b2, a, eps_t) -> tuple:
+    """b1, 1 - b1, b2, 1 - b2, a, eps_t and the two flush thresholds, in dtype t."""
+    tiny = np.finfo(t).tiny  # the smallest normal number
+    return t(b1), t(1.0 - b1), t(b2), t(1.0 - b2), t(a), t(eps_t), t(tiny), t(tiny if eps_t > 0 else 0.0)
+
+
 def adam(p, g, m, v, b1: float, b2: float, a: float, eps_t: float) -> None:
     """Adam's update in place, one pass (see optim.Adam for the formula, a, eps_t, and
     why v is flushed only when eps_t > 0)."""
-    t = p.dtype.type
-    tiny = np.finfo(t).tiny  # the smallest normal number
     _adam_loop(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
-               t(b1), t(1.0 - b1), t(b2), t(1.0 - b2), t(a), t(eps_t), t(tiny), t(tiny if eps_t > 0 else 0.0))
+               *_adam_scalars(p.dtype.type, b1, b2, a, eps_t))
+
+
+def adam_all(ps, gs, ms, vs, b1: float, b2: float, a: float, eps_t: float) -> None:
+    """``adam`` for every parameter at once: lists with an entry per parameter.
+
+    One call from Python instead of one per parameter. Compiled once for each number
+    of parameters (the arrays travel as a tuple of that length), then cached on disk.
+    """
+    def flat(arrays):
+        return tuple(x.reshape(-1) for x in arrays)
+
+    _adam_all_loop(flat(ps), flat(gs), flat(ms), flat(vs), *_adam_scalars(ps[0].dtype.type, b1, b2, a, eps_t))
 
 
 @_jit
