@@ -178,8 +178,9 @@ class Adam(Optimizer):
     flush two more per moment (it makes a mask: the reference's only new arrays). Where
     a compiler is at hand (numba for NumPy, CuPy's ElementwiseKernel on a GPU)
     ``scratchvae.kernels`` runs the same formula as
-    one loop, one pass, like PyTorch's fused=True; the lines below are the reference it
-    is tested against, and what runs everywhere else.
+    one loop, one pass, like PyTorch's fused=True (on NumPy, one call for all the
+    parameters: ``_update_all``); the lines below are the reference it is tested
+    against, and what runs everywhere else.
     """
 
     slots = ("m", "v")
