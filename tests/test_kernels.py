@@ -147,6 +147,10 @@ def test_find_each_returns_none_where_lists_do_not_line_up():
         assert kernels.find_each("adam_all", [a], [a], [a], [a]) is None
     with pytest.raises(ValueError, match="unknown kernel 'adamw'"):
         kernels.find_each("adamw", [a])
+    with pytest.raises(ValueError, match="'adam' is found with kernels.find "):
+        kernels.find_each("adam", [a], [a], [a], [a])
+    with pytest.raises(ValueError, match="'adam_all' is found with kernels.find_each"):
+        kernels.find("adam_all", a, a, a, a)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

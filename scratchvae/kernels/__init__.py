@@ -51,6 +51,7 @@ import importlib
 import os
 
 NAMES = ("adam", "adam_all", "bernoulli_nll_rows", "relu_backward", "kl_std_normal")
+_TAKE_LISTS = ("adam_all",)  # found with find_each, not find
 
 _enabled = os.environ.get("SCRATCHVAE_KERNELS", "auto").strip().lower() not in ("off", "0", "false", "no")
 
@@ -115,10 +116,17 @@ def _kind(arrays, same_shape: bool = True) -> str | None:
     return module
 
 
-def find(name: str, *arrays):
-    """The fused kernel ``name`` for these arrays, or None (then run the reference)."""
+def _check_name(name: str, lists: bool) -> None:
     if name not in NAMES:
         raise ValueError(f"unknown kernel {name!r}: choose one of {NAMES}")
+    if (name in _TAKE_LISTS) != lists:
+        use = "find_each (lists of arrays)" if name in _TAKE_LISTS else "find (arrays)"
+        raise ValueError(f"kernel {name!r} is found with kernels.{use}")
+
+
+def find(name: str, *arrays):
+    """The fused kernel ``name`` for these arrays, or None (then run the reference)."""
+    _check_name(name, lists=False)
     if not _enabled or not arrays:
         return None
     kind = _kind(arrays)
@@ -131,8 +139,7 @@ def find(name: str, *arrays):
 def find_each(name: str, *lists):
     """The fused kernel ``name`` for lists of arrays with an entry per parameter (the
     k-th entries share a shape), or None (then run the reference, or ``find`` each)."""
-    if name not in NAMES:
-        raise ValueError(f"unknown kernel {name!r}: choose one of {NAMES}")
+    _check_name(name, lists=True)
     if not _enabled or not lists or not lists[0]:
         return None
     shapes = [a.shape for a in lists[0]]
