@@ -8,10 +8,15 @@ Modules, in the order the course meets them:
 - ``reparam``    z = mu + exp(logvar / 2) * eps and its backward
 - ``optim``      SGD (with momentum) and Adam
 - ``gradcheck``  numerical gradients and readable gradient-check reports
+- ``models``     the VAE and the autoencoders, on the contract of ``model.Model``
+- ``kernels``    the engine room: compiled twins the Trainer switches on
+
+Importing the package imports ``models``, so every model class is in
+``Model.registry``, where checkpoints find it by name.
 """
 
-from . import backend, gradcheck, layers, losses, optim, reparam
+from . import backend, gradcheck, layers, losses, models, optim, reparam
 
 __version__ = "0.1.0"
 
-__all__ = ["backend", "gradcheck", "layers", "losses", "optim", "reparam", "__version__"]
+__all__ = ["backend", "gradcheck", "layers", "losses", "models", "optim", "reparam", "__version__"]

@@ -240,8 +240,8 @@ def _is_backend_array(x, b: Backend) -> bool:
 def _to_backend_device(x, b: Backend):
     """An array_api_strict array on another of its devices -> on the backend's device.
 
-    DESIGN.md: host data crosses into the backend through ``asarray`` and leaves only
-    through ``to_numpy``. CPU_DEVICE is the host, so CPU_DEVICE -> device1 is the crossing
+    The rule of this package: host data crosses into the backend through ``asarray`` and
+    leaves only through ``to_numpy``. CPU_DEVICE is the host, so CPU_DEVICE -> device1 is the crossing
     this call exists for (as numpy -> CuPy is). The other way, device1 -> CPU_DEVICE, would
     be the silent host copy that device1 is there to catch: refused, naming both devices.
     """
@@ -329,11 +329,10 @@ def retain_freed_memory(megabytes: int = 512) -> bool:
 
     Why: a training step makes and frees arrays of the same sizes every step. glibc
     returns large freed blocks to the OS, and the next step's arrays fault them back in
-    page by page (at batch 1024, 1,150 to 1,750 page faults and 1.5 to 2.5 ms per step
-    on a 2-core VM: benchmarks/RESULTS.md). With this the freed blocks are reused. The
-    cost: the process keeps up to ``megabytes`` of freed memory. It is a process-wide setting, so the library never
-    calls it by itself; the ``scratchvae train`` command, whose process is its own, does
-    (64 MB), and ``scratchvae bench --retain-freed-memory`` shows its effect.
+    page by page (benchmarks/RESULTS.md has the count at batch 1024). With this the
+    freed blocks are reused. The cost: the process keeps up to ``megabytes`` of freed
+    memory. It is a process-wide setting, so the library never calls it by itself; the
+    ``scratchvae train`` command, whose process is its own, does (64 MB).
     (The environment variables MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_ do the
     same from outside Python.)
     """

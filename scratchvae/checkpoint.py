@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
+from .model import Model
 
 FORMAT = "scratchvae-checkpoint-1"
 
@@ -124,12 +125,6 @@ def read(path) -> dict:
     return {"meta": meta, "params": params, "optim": optim}
 
 
-def _model_classes() -> dict:
-    from . import models
-
-    return {name: getattr(models, name) for name in getattr(models, "__all__", []) if isinstance(getattr(models, name), type)}
-
-
 def restore_params(model, params: dict, path="checkpoint") -> None:
     """Copy host arrays into the model's parameters, in place, checking names and shapes."""
     own = model.params
@@ -160,8 +155,7 @@ def load_model(path, expect=None):
 def model_from(ck: dict, path="checkpoint", expect=None):
     """load_model for a checkpoint already read with ``read`` (``path`` names it in errors)."""
     meta = ck["meta"]
-    classes = _model_classes()
-    cls = classes.get(str(meta.get("model_class")))  # str: an edited file may hold a list here
+    cls = Model.registry.get(str(meta.get("model_class")))  # str: an edited file may hold a list here
     if cls is None or (expect is not None and cls is not expect):
         want = expect.__name__ if expect is not None else "a scratchvae model"
         raise CheckpointError(f"{path} holds a {meta.get('model_class')!r}, not {want}")

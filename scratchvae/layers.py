@@ -3,18 +3,17 @@
 Contract (every layer and container):
 
     y  = layer.forward(x)     # keeps what backward needs (never recomputed)
-    dx = layer.backward(dy)   # returns dL/dx and ADDS dL/dparam into layer.grads
+    dx = layer.backward(dy)   # returns dL/dx and WRITES dL/dparam into layer.grads
     layer.params, layer.grads # dicts with the same keys; containers flatten names
-    layer.zero_grad()         # sets every gradient to 0, in place
+
+A layer is used once per forward pass, so backward writes the gradient of that use
+(cs231n's convention: ``dW = x.T @ dy``). Read ``grads`` after backward: a dict taken
+before it holds the previous step's arrays.
 
 Batches are rows: x is (N, D), Dense computes y = x W + b with W (D, H) and b (H,).
 
-Dense and Sequential take two options in backward, for speed (what a hand-written
-backward knows that a generic one must not assume):
-
-    layer.backward(dy, need_dx=False)     # x is the data: skip dL/dx (one matmul less)
-    layer.backward(dy, accumulate=False)  # WRITE dL/dparam into grads instead of adding
-                                          # (the caller would have zeroed them anyway)
+A layer with parameters also takes ``backward(dy, need_dx=False)``: x is the data, so
+nothing needs dL/dx, and the layer skips it (one matrix product less).
 """
 
 from __future__ import annotations
@@ -23,8 +22,7 @@ import math
 
 from array_api_compat import array_namespace
 
-from . import backend, kernels
-from .arrays import into
+from . import backend
 from .checks import check_columns, check_ndim, check_positive_int
 
 
@@ -88,24 +86,18 @@ class Dense(Layer):
         y += self.params["b"]  # in place: y is our own new array
         return y
 
-    def backward(self, dy, need_dx: bool = True, accumulate: bool = True):
-        """dL/dx from dL/dy (N, H); adds dL/dW and dL/db into grads.
+    def backward(self, dy, need_dx: bool = True):
+        """dL/dx from dL/dy (N, H); writes dL/dW and dL/db into grads.
 
-        - need_dx=False: return None and skip dL/dx, when x is the data (nothing before
-          this layer needs a gradient; autograd skips it the same way).
-        - accumulate=False: write the parameter gradients instead of adding them (for a
-          caller that would zero them first): no temporary and no extra pass.
+        need_dx=False: return None and skip dL/dx, when x is the data (nothing before
+        this layer needs a gradient; autograd skips it the same way).
         """
         xp = array_namespace(dy)
-        if accumulate:
-            self.grads["W"] += self.x.T @ dy  # dL/dW = x^T dL/dy           (D, H)
-            self.grads["b"] += xp.sum(dy, axis=0)  # dL/db = sum over rows of dL/dy (H,)
-        else:
-            into(self.grads["W"], xp.matmul, self.x.T, dy)  # dL/dW = x^T dL/dy, written
-            into(self.grads["b"], xp.sum, dy, axis=0)  # dL/db = sum over rows of dL/dy
+        self.grads["W"] = self.x.T @ dy  # dL/dW = x^T dL/dy                  (D, H)
+        self.grads["b"] = xp.sum(dy, axis=0)  # dL/db = sum over rows of dL/dy  (H,)
         if not need_dx:
             return None
-        return dy @ self.params["W"].T  # dL/dx = dL/dy W^T                 (N, D)
+        return dy @ self.params["W"].T  # dL/dx = dL/dy W^T                     (N, D)
 
     def __repr__(self) -> str:
         return f"Dense({self.in_features}, {self.out_features}, init={self.init!r})"
@@ -120,32 +112,22 @@ class ReLU(Layer):
         return self.y
 
     def backward(self, dy):
-        fused = kernels.find("relu_backward", self.y, dy)
-        if fused is not None:  # the same two lines in one compiled pass
-            return fused(self.y, dy)
-        xp = array_namespace(dy)
-        dx = xp.astype(self.y > 0, dy.dtype)  # dy/dx as 0/1 numbers: 1 where x > 0
-        dx *= dy  # dL/dx = dL/dy * dy/dx (a multiply: NumPy's where with a mask is far slower)
-        return dx
+        return array_namespace(dy).where(self.y > 0, dy, 0.0)  # dL/dx = dL/dy where x > 0, else 0
 
 
 class LeakyReLU(Layer):
-    """y = x where x > 0 else slope * x; dy/dx = 1 or slope. Caches dy/dx."""
+    """y = x where x > 0 else slope * x; dy/dx = 1 or slope. Caches the input."""
 
     def __init__(self, slope: float = 0.01):
         super().__init__()
         self.slope = float(slope)
 
     def forward(self, x):
-        xp = array_namespace(x)
-        d = xp.astype(x > 0, x.dtype)
-        d *= 1.0 - self.slope
-        d += self.slope  # dy/dx: 1 where x > 0, else slope
-        self.dydx = d
-        return x * d  # y = x * dy/dx: x or slope * x
+        self.x = x
+        return array_namespace(x).where(x > 0, x, self.slope * x)
 
     def backward(self, dy):
-        return dy * self.dydx
+        return array_namespace(dy).where(self.x > 0, dy, self.slope * dy)  # dL/dx = dL/dy dy/dx
 
     def __repr__(self) -> str:
         return f"LeakyReLU(slope={self.slope})"
@@ -163,15 +145,11 @@ class Tanh(Layer):
 
 
 def sigmoid(x):
-    """1 / (1 + exp(-x)) without overflow: with e = exp(-|x|) <= 1,
-    sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0,
-    that is exp(min(x, 0)) / (1 + e) for every x (no branch, no where)."""
+    """1 / (1 + exp(-x)), written so that nothing overflows: with e = exp(-|x|) <= 1,
+    sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0, that is
+    exp(min(x, 0)) / (1 + e) for every x."""
     xp = array_namespace(x)
-    e = xp.exp(-xp.abs(x))
-    e += 1.0
-    s = xp.exp(xp.minimum(x, 0.0))
-    s /= e
-    return s
+    return xp.exp(xp.minimum(x, 0.0)) / (1.0 + xp.exp(-xp.abs(x)))
 
 
 def softplus(x):
@@ -239,8 +217,7 @@ class Sequential(Layer):
     >>> net = Sequential({"fc1": Dense(4, 8), "act": ReLU()})    # names "fc1.W", ...
     """
 
-    def __init__(self, *layers):
-        super().__init__()
+    def __init__(self, *layers):  # no Layer.__init__: params and grads come from the layers
         if len(layers) == 1 and isinstance(layers[0], dict):
             self.layers = dict(layers[0])
         else:
@@ -250,30 +227,23 @@ class Sequential(Layer):
     def params(self) -> dict:
         return flatten({k: l.params for k, l in self.layers.items()})
 
-    @params.setter
-    def params(self, value):  # Layer.__init__ assigns {}; containers derive theirs
-        pass
-
     @property
     def grads(self) -> dict:
         return flatten({k: l.grads for k, l in self.layers.items()})
-
-    @grads.setter
-    def grads(self, value):
-        pass
 
     def forward(self, x):
         for layer in self.layers.values():
             x = layer.forward(x)
         return x
 
-    def backward(self, dy, need_dx: bool = True, accumulate: bool = True):
-        """Chain rule, last layer first. Options as Dense.backward: with need_dx=False
-        the pass stops at the first layer with parameters (and returns None)."""
+    def backward(self, dy, need_dx: bool = True):
+        """Chain rule, last layer first. With need_dx=False (x is the data) the pass
+        stops at the first layer with parameters, which skips its dL/dx, and returns None."""
         layers = list(self.layers.values())
-        first = 0 if need_dx else next((i for i, l in enumerate(layers) if l.params), len(layers))
-        for i in range(len(layers) - 1, first - 1, -1):
-            dy = _backward(layers[i], dy, need_dx=need_dx or i > first, accumulate=accumulate)
+        if not need_dx:  # x is the data: nothing before the first layer with parameters needs dy
+            layers = layers[next((i for i, l in enumerate(layers) if l.params), len(layers)):]
+        for i, layer in reversed(list(enumerate(layers))):
+            dy = layer.backward(dy) if need_dx or i > 0 else layer.backward(dy, need_dx=False)
         return dy if need_dx else None
 
     def zero_grad(self) -> None:
@@ -289,16 +259,6 @@ class Sequential(Layer):
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.layers.items())
         return f"Sequential({inner})"
-
-
-def _backward(layer, dy, need_dx: bool, accumulate: bool):
-    """layer.backward(dy) with Dense's options, for any layer: one that does not take
-    them computes dx anyway, and has its gradients zeroed first to be overwritten."""
-    if isinstance(layer, (Dense, Sequential)):
-        return layer.backward(dy, need_dx=need_dx, accumulate=accumulate)
-    if not accumulate:
-        layer.zero_grad()
-    return layer.backward(dy)
 
 
 def flatten(named: dict) -> dict:

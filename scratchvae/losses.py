@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from array_api_compat import array_namespace
 
-from . import kernels
-from .arrays import as_array_like, into, row_blocks, unbroadcast
+from .arrays import as_array_like, unbroadcast
 from .checks import check_finite, check_same_shape, check_unit_interval
 from .densities import LOG_2PI
-
+from .layers import sigmoid, softplus
 
 
 def _batch_size(x) -> int:
@@ -61,46 +60,9 @@ def bernoulli_nll(logits, x, check: bool = True):
         check_finite(x, "x")
         check_finite(logits, "logits")
         check_unit_interval(x, "x")
-    # The arithmetic of a block of rows: _bernoulli_nll_rows below, or the same in one
-    # compiled pass where scratchvae.kernels has one for these arrays (equal numbers).
-    rows_nll = kernels.find("bernoulli_nll_rows", logits, x) or _bernoulli_nll_rows
-    blocks = row_blocks(logits)
-    if len(blocks) == 1:
-        return rows_nll(logits, x, N)
-    # The same formula on blocks of rows (see arrays.row_blocks): equal numbers, small
-    # temporaries that stay in the CPU's cache.
-    dlogits = array_namespace(logits).empty_like(logits)
-    value = None
-    for rows in blocks:
-        v, d = rows_nll(logits[rows, ...], x[rows, ...], N)
-        dlogits[rows, ...] = d
-        value = v if value is None else value + v
-    return value, dlogits
-
-
-def _bernoulli_nll_rows(logits, x, N: int):
-    """bernoulli_nll's arithmetic for rows of the batch (N: the whole batch's size)."""
-    xp = array_namespace(logits)
-    # softplus and sigmoid share e = exp(-|l|) in (0, 1] (no overflow for any l):
-    #   softplus(l) = max(l, 0) + log(1 + e)
-    #   sigmoid(l)  = exp(min(l, 0)) / (1 + e)   (1 / (1 + e) for l >= 0, e / (1 + e) below)
-    # (layers.softplus and layers.sigmoid compute the same, each with its own e.)
-    # Each line is one pass over memory, and three arrays serve the whole computation:
-    # ``into`` and the in-place operators reuse them.
-    e = xp.abs(logits)
-    e *= -1.0
-    e = into(e, xp.exp, e)  # e = exp(-|l|)
-    t = x * logits
-    per_entry = xp.maximum(logits, 0.0)
-    per_entry -= t
-    per_entry += into(t, xp.log1p, e)  # softplus(l) - x l   (t holds log(1 + e))
-    value = xp.sum(per_entry) / N
-    dlogits = into(per_entry, xp.minimum, logits, 0.0)  # per_entry's memory, now free
-    dlogits = into(dlogits, xp.exp, dlogits)  # exp(min(l, 0))
-    e += 1.0
-    dlogits /= e  # sigmoid(l)
-    dlogits -= x
-    dlogits /= N  # d/dl = (sigmoid(l) - x) / N
+    xp = array_namespace(logits, x)
+    value = xp.sum(softplus(logits) - x * logits) / N  # -log p(x | z) = softplus(l) - x l
+    dlogits = (sigmoid(logits) - x) / N  # d/dl = sigmoid(l) - x
     return value, dlogits
 
 
@@ -153,9 +115,6 @@ def kl_std_normal(mu, logvar, check: bool = True):
         check_finite(logvar, "logvar")
     xp = array_namespace(mu, logvar)
     N = _batch_size(mu)
-    fused = kernels.find("kl_std_normal", mu, logvar)
-    if fused is not None:  # the lines below in one GPU launch
-        return fused(mu, logvar)
     var = xp.exp(logvar)  # sigma^2 = exp(logvar)
     value = 0.5 * xp.sum(mu * mu + var - 1.0 - logvar) / N
     dmu = mu / N

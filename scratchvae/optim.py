@@ -3,19 +3,18 @@
     opt = Adam(lr=1e-3)
     opt.step(model.params, model.grads)    # same keys, e.g. "enc.fc1.W"
 
-State (velocities, moments) is created with ``zeros_like`` from each parameter, so it
-lives on the parameter's device in its dtype. ``state_dict()`` returns plain numbers
-and backend arrays; ``load_state_dict`` puts them back (see ``scratchvae.checkpoint``).
+Each optimizer's ``update`` is its textbook rule for one parameter, line by line. State
+(velocities, moments) starts as ``zeros_like`` of each parameter, so it lives on the
+parameter's device in its dtype. ``state_dict()`` returns plain numbers and backend
+arrays; ``load_state_dict`` puts them back (see ``scratchvae.checkpoint``).
+
+The Trainer may run a compiled twin of ``Adam.update`` instead (``scratchvae.kernels``):
+the same formula in one pass over memory, tested equal to this one.
 """
 
 from __future__ import annotations
 
-import math
-
 from array_api_compat import array_namespace
-
-from . import kernels
-from .arrays import flush_subnormals, into
 
 
 def _check_keys(params: dict, grads: dict) -> None:
@@ -29,12 +28,11 @@ def _copy(a):
 
 
 class Optimizer:
-    """Base class. Subclasses implement ``_update(p, g, *buffers)`` for one parameter,
-    where ``buffers`` are its state arrays in the order of ``slots`` (saved in the
-    state dict), then ``n_scratch`` scratch arrays (working memory, not saved)."""
+    """Base class. A subclass names its state in ``slots`` and implements
+    ``update(name, p, g)``: one parameter's rule, reading and writing
+    ``self.state[slot][name]``."""
 
     slots: tuple = ()
-    n_scratch: int = 0
 
     def __init__(self, lr: float):
         if not lr > 0:
@@ -42,47 +40,34 @@ class Optimizer:
         self.lr = float(lr)
         self.t = 0  # steps taken
         self.state: dict = {s: {} for s in self.slots}
-        self.scratch: dict = {}  # name -> tuple of scratch arrays
-
-    def _state_of(self, name, p) -> tuple:
-        """The state arrays of one parameter, in the order of ``slots`` (zeros at first)."""
-        try:  # every step after the first
-            return tuple([self.state[s][name] for s in self.slots])
-        except KeyError:
-            pass
-        for s in self.slots:
-            slot = self.state.setdefault(s, {})  # setdefault: a slot may appear later (SGD momentum)
-            if name not in slot:  # the first step: the state starts at zero
-                slot[name] = array_namespace(p).zeros_like(p)
-        return tuple(self.state[s][name] for s in self.slots)
-
-    def _buffers(self, name, p) -> tuple:
-        """``_state_of`` and then the ``n_scratch`` scratch arrays (made on first use)."""
-        work = self.scratch.get(name)
-        if self.n_scratch and (work is None or work[0].shape != p.shape or work[0].dtype != p.dtype):
-            work = self.scratch[name] = tuple(array_namespace(p).empty_like(p) for _ in range(self.n_scratch))
-        return self._state_of(name, p) + (work or ())
 
     def step(self, params: dict, grads: dict) -> None:
         """One update of every parameter, in place."""
+        self.begin_step(params, grads)
+        for name, p in params.items():
+            self.update(name, p, grads[name])
+
+    def begin_step(self, params: dict, grads: dict) -> None:
+        """What every step does before the updates: check the arguments (a failed step
+        leaves no trace), count the step (t), and start new state at zero."""
         _check_keys(params, grads)
         for name, p in params.items():
             if grads[name].shape != p.shape:  # an in-place update would broadcast it silently
                 raise ValueError(f"gradient {name!r} has shape {grads[name].shape} but the parameter has "
                                  f"shape {p.shape}; pass the gradient of each parameter")
-        self._check_state(params)  # before anything changes: a failed step leaves no trace
+        self._check_state(params)
         self.t += 1
-        self._start_step()
-        self._update_all(params, grads)
+        for s in self.slots:
+            slot = self.state.setdefault(s, {})  # setdefault: a slot may appear later (SGD momentum)
+            for name, p in params.items():
+                if name not in slot:
+                    slot[name] = array_namespace(p).zeros_like(p)
 
-    def _update_all(self, params: dict, grads: dict) -> None:
-        """Every parameter's update, one after the other (a subclass may make them one
-        compiled call)."""
-        for name, p in params.items():
-            self._update(p, grads[name], *self._buffers(name, p))
+    def update(self, name: str, p, g) -> None:
+        raise NotImplementedError
 
     def _check_state(self, params: dict) -> None:
-        """Raise ValueError if a state buffer does not match its parameter's shape and
+        """Raise ValueError if a state array does not match its parameter's shape and
         dtype (an optimizer reused on another model whose parameters have the same names)."""
         for s in self.slots:
             for name, buf in self.state.get(s, {}).items():
@@ -93,17 +78,11 @@ class Optimizer:
                         f"{s!r} state for it has shape {buf.shape} ({buf.dtype}): the optimizer was "
                         "used with a differently shaped model; create a fresh optimizer for this model")
 
-    def _start_step(self) -> None:
-        """Once per step, before the updates (numbers shared by every parameter)."""
-
-    def _update(self, p, g, *buffers):
-        raise NotImplementedError
-
     def state_dict(self) -> dict:
         """Flat dict: "t", "lr", and "<slot>/<param name>" -> array.
 
-        The arrays are copies (a snapshot): later steps, which update the state in
-        place, do not change a state dict already taken."""
+        The arrays are copies (a snapshot): later steps do not change a state dict
+        already taken."""
         out = {"t": self.t, "lr": self.lr}
         for s in self.slots:
             out.update({f"{s}/{name}": _copy(a) for name, a in self.state.get(s, {}).items()})
@@ -122,7 +101,7 @@ class Optimizer:
                 s, name = key.split("/", 1)
                 if s not in self.state:
                     raise KeyError(f"optimizer state has unknown slot {s!r} for {type(self).__name__}")
-                self.state[s][name] = _copy(asarray(a))  # own buffers: steps update in place
+                self.state[s][name] = _copy(asarray(a))  # own arrays: a compiled update writes in place
 
 
 class SGD(Optimizer):
@@ -144,47 +123,23 @@ class SGD(Optimizer):
         checkpoint sets it on a fresh SGD() before loading the saved velocity."""
         return ("velocity",) if self.momentum else ()
 
-    def _update(self, p, g, v=None):
+    def update(self, name, p, g):
         if self.momentum:
-            v *= self.momentum
-            v += g  # v <- momentum v + g
-            flush_subnormals(v)  # a velocity decaying without gradient (see Adam)
+            v = self.state["velocity"][name] = self.momentum * self.state["velocity"][name] + g
             g = v
         p -= self.lr * g
 
 
 class Adam(Optimizer):
-    """Adam (Kingma and Ba, 2015), with bias correction, as PyTorch computes it:
+    """Adam (Kingma and Ba, 2015, Algorithm 1), with bias correction:
 
         m <- b1 m + (1 - b1) g                 first moment
         v <- b2 v + (1 - b2) g^2               second moment
         m_hat = m / (1 - b1^t),  v_hat = v / (1 - b2^t)
         p <- p - lr m_hat / (sqrt(v_hat) + eps)
-
-    The bias corrections are folded into two scalars (multiply the fraction's top and
-    bottom by sqrt(1 - b2^t)), so the update touches each array as few times as it can:
-
-        p <- p - a m / (sqrt(v) + eps_t),  a = lr sqrt(1 - b2^t) / (1 - b1^t),
-                                           eps_t = eps sqrt(1 - b2^t)
-
-    A moment that falls below float's smallest normal number (1.2e-38 in float32) is
-    set to 0: a weight whose gradient stays 0 for many steps would otherwise make the
-    CPU compute on subnormal numbers, many times slower (see ``arrays.flush_subnormals``).
-    PyTorch's Adam does not do this, and slows down. v is flushed only when eps > 0: with
-    eps = 0, m / sqrt(v) would divide by a v flushed to 0.
-
-    Every step is in place, with one scratch array per parameter (``buf``, not part of
-    the state). The lines below are twelve passes over memory per parameter, and the
-    flush two more per moment (it makes a mask: the reference's only new arrays). Where
-    a compiler is at hand (numba for NumPy, CuPy's ElementwiseKernel on a GPU)
-    ``scratchvae.kernels`` runs the same formula as
-    one loop, one pass, like PyTorch's fused=True (on NumPy, one call for all the
-    parameters: ``_update_all``); the lines below are the reference it is tested
-    against, and what runs everywhere else.
     """
 
     slots = ("m", "v")
-    n_scratch = 1
 
     def __init__(self, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
         super().__init__(lr)
@@ -195,44 +150,10 @@ class Adam(Optimizer):
             raise ValueError(f"eps must be >= 0, got {eps}")
         self.eps = float(eps)
 
-    def _start_step(self) -> None:
-        """The bias corrections of step t, folded into a and eps_t (see above)."""
-        c2 = math.sqrt(1.0 - self.b2 ** self.t)  # sqrt(1 - b2^t)
-        self._a = self.lr * c2 / (1.0 - self.b1 ** self.t)
-        self._eps_t = self.eps * c2
-
-    def _update_all(self, params: dict, grads: dict) -> None:
-        """Where the kernels allow, every parameter in one compiled call: the same loop
-        as ``_update``'s kernel, without ten trips through Python (on the digits model
-        those cost four times the arithmetic). Otherwise one parameter at a time."""
-        ps = list(params.values())
-        gs = [grads[name] for name in params]
-        ms, vs = zip(*(self._state_of(name, p) for name, p in params.items())) if ps else ((), ())
-        fused = kernels.find_each("adam_all", ps, gs, ms, vs)
-        if fused is None:
-            super()._update_all(params, grads)
-            return
-        fused(ps, gs, ms, vs, b1=self.b1, b2=self.b2, a=self._a, eps_t=self._eps_t)
-
-    def _update(self, p, g, m, v, buf):
-        a, eps_t = self._a, self._eps_t  # from _start_step: the same for every parameter
-        fused = kernels.find("adam", p, g, m, v)
-        if fused is not None:  # the same formula in one compiled pass
-            fused(p, g, m, v, b1=self.b1, b2=self.b2, a=a, eps_t=eps_t)
-            return
+    def update(self, name, p, g):
         xp = array_namespace(p)
-        into(buf, xp.multiply, g, 1.0 - self.b1)  # buf = (1 - b1) g
-        m *= self.b1
-        m += buf  # m <- b1 m + (1 - b1) g
-        flush_subnormals(m)  # |m| < 1.2e-38 -> 0 (see arrays.flush_subnormals)
-        into(buf, xp.square, g)
-        buf *= 1.0 - self.b2  # buf = (1 - b2) g^2
-        v *= self.b2
-        v += buf  # v <- b2 v + (1 - b2) g^2
-        if eps_t > 0:  # with eps = 0, a v flushed under a nonzero m would divide by zero
-            flush_subnormals(v, nonnegative=True)
-        into(buf, xp.sqrt, v)
-        buf += eps_t  # buf = sqrt(v) + eps_t
-        into(buf, xp.divide, m, buf)
-        buf *= a  # buf = a m / (sqrt(v) + eps_t) = lr m_hat / (sqrt(v_hat) + eps)
-        p -= buf
+        m = self.state["m"][name] = self.b1 * self.state["m"][name] + (1 - self.b1) * g  # first moment
+        v = self.state["v"][name] = self.b2 * self.state["v"][name] + (1 - self.b2) * g**2  # second moment
+        m_hat = m / (1 - self.b1**self.t)  # bias corrections: m and v start at 0
+        v_hat = v / (1 - self.b2**self.t)
+        p -= self.lr * m_hat / (xp.sqrt(v_hat) + self.eps)

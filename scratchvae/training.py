@@ -24,7 +24,6 @@ every ``log_every`` steps (for the progress bar and the NaN check) and at epoch 
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 import time
@@ -32,25 +31,18 @@ import time
 from array_api_compat import array_namespace
 
 from . import backend, checkpoint
+from . import kernels as kernels_module
 from .arrays import batch_slices
-from .checks import check_finite, check_ndim, check_positive_int
+from .checks import check_positive_int
 
 
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite."""
 
 
-def _takes_keyword(fn, name: str) -> bool:
-    """Whether ``fn`` accepts the keyword argument ``name`` (by name or through **kw)."""
-    for p in inspect.signature(fn).parameters.values():
-        if p.kind is p.VAR_KEYWORD or (p.name == name and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)):
-            return True
-    return False
-
-
 class Trainer:
     """Inputs:
-    - model: has params, grads, rng, config and loss_and_grads(x, **kw) -> (loss, stats).
+    - model: a ``scratchvae.model.Model`` (the VAE, an autoencoder, or your own).
     - optimizer: a scratchvae.optim optimizer.
     - batch_size: examples per step.
     - n_samples: L, for models whose loss_and_grads takes n_samples (the VAE); None
@@ -62,11 +54,16 @@ class Trainer:
     - progress: show a tqdm progress bar.
     - log_every: steps between reading the running loss back from the device.
     - callback: called as callback(trainer, record) after every epoch.
+    - kernels: run the compiled twins of the hottest formulas (``scratchvae.kernels``:
+      the same numbers, faster) where this backend has them; False runs the textbook
+      alone; None (the default) follows ``kernels.enabled()`` (SCRATCHVAE_KERNELS).
+      The model's parts are swapped for their twins in place; ``trainer.swapped``
+      names them.
     """
 
     def __init__(self, model, optimizer, batch_size: int = 128, n_samples: int | None = None,
                  kl_warmup: int = 0, binarize: str | None = None, seed: int = 0,
-                 progress: bool = True, log_every: int = 10, callback=None):
+                 progress: bool = True, log_every: int = 10, callback=None, kernels: bool | None = None):
         if binarize not in (None, "dynamic"):
             raise ValueError(f"binarize must be None or 'dynamic', got {binarize!r}")
         batch_size = check_positive_int(batch_size, "batch_size")
@@ -77,15 +74,18 @@ class Trainer:
         # refused here, not with a TypeError at the first step
         for option, keyword, used in (("n_samples", "n_samples", n_samples is not None),
                                       ("kl_warmup", "beta", kl_warmup > 0)):
-            if used and not _takes_keyword(model.loss_and_grads, keyword):
+            if used and keyword not in getattr(model, "options", ()):
                 raise ValueError(
                     f"{option} applies to models whose loss_and_grads takes {keyword} (the VAE); "
-                    f"{type(model).__name__}.loss_and_grads does not. Leave {option} at its default")
+                    f"{type(model).__name__}.options does not list it. Leave {option} at its default")
         self.model, self.optimizer = model, optimizer
         self.batch_size, self.n_samples = int(batch_size), n_samples
         self.kl_warmup, self.binarize = int(kl_warmup), binarize
         self.seed, self.progress, self.log_every, self.callback = seed, progress, max(1, int(log_every)), callback
         self.rng = backend.RNG(seed)
+        use_kernels = kernels_module.enabled() if kernels is None else bool(kernels)
+        self.swapped = kernels_module.install(model) if use_kernels else []
+        self._update = kernels_module.optimizer_step(optimizer) if use_kernels else optimizer.step
         self.step = 0  # optimizer steps taken
         self.epoch = 0  # epochs completed
         self.history: dict = {}
@@ -112,6 +112,15 @@ class Trainer:
             xb = xp.astype(self.rng.uniform(xb.shape) < xb, xb.dtype)  # x ~ Bernoulli(x)
         return xb
 
+    def train_step(self, xb):
+        """One step on the batch ``xb``: the model's loss and gradients, then the
+        optimizer's update (its compiled twin where the kernels run). Returns
+        (loss, stats) as ``model.loss_and_grads``."""
+        loss, stats = self.model.loss_and_grads(xb, **self._kwargs())
+        self._update(self.model.params, self.model.grads)
+        self.step += 1
+        return loss, stats
+
     # ---- epochs ------------------------------------------------------------------
 
     def fit(self, x_train, x_val=None, epochs: int = 10, checkpoint_path=None) -> dict:
@@ -137,9 +146,7 @@ class Trainer:
             for i in range(steps_per_epoch):
                 idx = perm[batches[i]]
                 xb = self._batch(X, idx)
-                loss, stats = self.model.loss_and_grads(xb, **self._kwargs())
-                self.optimizer.step(self.model.params, self.model.grads)
-                self.step += 1
+                loss, stats = self.train_step(xb)
                 rows = idx.shape[0]  # the last batch may be short: weight each mean by its rows
                 terms = {k: v * rows for k, v in {"loss": loss, **stats}.items()}
                 sums = terms if sums is None else {k: sums[k] + v for k, v in terms.items()}
@@ -182,27 +189,21 @@ class Trainer:
         return self.history
 
     def evaluate(self, x, batch_size: int = 1000, **kwargs) -> dict:
-        """Mean loss and stats over ``x`` without gradients (``model.loss`` if the model
-        has it, else ``loss_and_grads``); ``kwargs`` go to it (e.g. ``n_samples=10``)."""
+        """Mean loss and stats over ``x`` without gradients (``model.loss``); ``kwargs``
+        go to it (e.g. ``n_samples=10``)."""
         X = self._prepare(x, "x")
         batch_size = check_positive_int(batch_size, "batch_size")
-        fn = getattr(self.model, "loss", None) or self.model.loss_and_grads
         totals: dict = {}
         for rows in batch_slices(X.shape[0], batch_size):
             xb = X[rows, ...]
-            loss, stats = fn(xb, check=False, **kwargs)
+            loss, stats = self.model.loss(xb, check=False, **kwargs)
             for k, v in {"loss": loss, **stats}.items():
                 totals[k] = totals.get(k, 0.0) + float(v) * xb.shape[0]
         return {k: v / X.shape[0] for k, v in totals.items()}
 
     def _prepare(self, x, name: str):
         X = backend.asarray(x)
-        check = getattr(self.model, "_check", None)
-        if check is not None:
-            check(X, name)  # the model's own checks (shape, NaN, columns, pixel range), once per fit
-        else:
-            check_ndim(X, 2, name, "(N, D)")
-            check_finite(X, name)
+        self.model.check_data(X, name)  # the model's own checks (shape, NaN, columns, pixel range), once
         return X
 
     # ---- checkpoints ---------------------------------------------------------------
@@ -216,7 +217,7 @@ class Trainer:
         checkpoint.save(path, self.model, optimizer=self.optimizer, rngs={"trainer": self.rng}, extra=extra)
 
     @classmethod
-    def resume(cls, path, optimizer, progress: bool = True, callback=None) -> "Trainer":
+    def resume(cls, path, optimizer, progress: bool = True, callback=None, kernels: bool | None = None) -> "Trainer":
         """Rebuild model and trainer from a checkpoint written by ``save``; ``optimizer``
         is a fresh optimizer of the class that was saved (its state is restored)."""
         ck = checkpoint.read(path)  # once: the model, the optimizer and the trainer come from it
@@ -227,7 +228,7 @@ class Trainer:
                 "but checkpoint.load_model can load its model")
         model = checkpoint.model_from(ck, path)
         checkpoint.restore_optimizer(optimizer, ck, path)
-        t = cls(model, optimizer, progress=progress, callback=callback, **extra["trainer"])
+        t = cls(model, optimizer, progress=progress, callback=callback, kernels=kernels, **extra["trainer"])
         t.rng.set_state(ck["meta"]["rng_states"]["trainer"])
         t.step, t.epoch, t.history = extra["step"], extra["epoch"], extra["history"]
         t.extra = {k: v for k, v in extra.items() if k not in ("step", "epoch", "history", "trainer")}

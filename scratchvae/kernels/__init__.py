@@ -1,46 +1,41 @@
-"""Fused kernels: the hottest elementwise formulas as one compiled loop, where a
-compiler is at hand.
+"""The engine room: compiled twins of the textbook's hottest formulas.
 
-The array-API code is the reference: it is what a student reads, and it runs on every
-backend. Each of its lines is one pass over memory, so Adam's update of a 784x400
-weight reads and writes 313,600 numbers twelve times (more with the flush of subnormal
-moments), and the Bernoulli loss makes about fifteen passes over the logits. A kernel here computes the same formula, in the
-same order of operations, in one pass (or a few):
+The maths modules (layers, losses, optim, models, ...) are the textbook: each formula
+once, as the lessons write it, and nothing for speed. A training step spends most of
+its time in a few of those formulas, and each of their lines is a pass over memory
+(Adam's update: about a dozen per parameter). Here each of them has a compiled twin
+that computes the same formula, in the same order of operations, in one pass:
 
-    kernel                 reference it replaces                  tested against it
-    "adam"                 optim.Adam._update                     bit for bit on the CPU
-    "adam_all"             the same, every parameter in one call  bit for bit on the CPU
-                           (numba only; CuPy runs "adam" for each)
-    "bernoulli_nll_rows"   losses._bernoulli_nll_rows             bit for bit on the CPU
-    "relu_backward"        layers.ReLU.backward                   bit for bit on the CPU
-    "kl_std_normal"        losses.kl_std_normal (CuPy only: on    to rounding on a GPU
-                           the CPU its arrays are too small to
-                           gain)
+    twin                  stands in for            equal to it
+    Adam's update         optim.Adam.update        bit for bit on the CPU (see "subnormal
+                                                   moments" below for the one difference)
+    bernoulli_nll         losses.bernoulli_nll     bit for bit on the CPU
+    ReLU                  layers.ReLU (backward)   bit for bit on the CPU
 
-    NumPy arrays, numba installed     numba, compiled on first use, cached on disk
-                                      (``pip install "scratchvae[fast]"``)
-    CuPy arrays                       cupy.ElementwiseKernel (CUDA, compiled by CuPy)
-    anything else (array-api-strict,  None: the caller runs the reference
-    numba missing, kernels off)
+    NumPy arrays, numba importable   numba (a dependency), compiled on first use, cached on disk
+    CuPy arrays                      cupy.ElementwiseKernel (to rounding: the GPU fuses a*b + c)
+    anything else, or kernels off    the textbook runs
 
-A caller asks for a kernel with the arrays it will pass, and falls back when there is
-none::
+Whoever runs the training switches them on, here and nowhere else. The Trainer (and so
+the CLI) does, unless told not to (``Trainer(kernels=False)``, ``--no-kernels``):
 
-    fused = kernels.find("adam", p, g, m, v)
-    if fused is not None:
-        fused(p, g, m, v, b1=0.9, b2=0.999, a=1e-3, eps_t=1e-8)
-    else:
-        ...  # the reference, line by line
+    swapped = kernels.install(model)         # the model's parts swapped for twins, in place
+    step = kernels.optimizer_step(opt)        # the fused update of this optimizer, or opt.step
 
-``find`` returns None unless the arrays are all of one kind (all NumPy or all CuPy),
-one floating dtype, one shape, and C-contiguous (a kernel walks raw memory).
-``find_each`` does the same for a kernel that takes lists of arrays, one entry per
-parameter (``"adam_all"``): the k-th entries of the lists share a shape, and every array
-shares the kind and dtype.
+A twin checks its arrays on every call and hands them to the textbook where it cannot
+walk them (array-api-strict, mixed dtypes, a non-contiguous view) and while kernels are
+off: ``SCRATCHVAE_KERNELS=off`` (read at import), ``kernels.enable(False)`` or
+``with kernels.disabled():``. ``kernels.status()`` says what runs (``scratchvae info``
+prints it). tests/test_kernels.py checks every twin against its textbook.
 
-Turn kernels off with ``SCRATCHVAE_KERNELS=off`` (read at import), ``kernels.enable(False)``
-or ``with kernels.disabled():``; ``kernels.status()`` says what runs (also printed by
-``scratchvae info``). tests/test_kernels.py checks every kernel against its reference.
+Subnormal moments. A moment of Adam that stops receiving gradient (the weight of a
+pixel that is 0 in every batch, of a dead ReLU unit) decays by b1 each step, and after
+some 800 steps falls below float32's smallest normal number, 1.2e-38. x86 CPUs compute
+on such subnormal numbers in microcode, many times slower, and a long run slows down
+(benchmarks/RESULTS.md has the measurement; PyTorch's Adam slows the same way). The
+fused update sets such moments to 0: at that size a moment moves no weight (its step
+lr m_hat / (sqrt(v_hat) + eps) is below 1e-33 with the default lr and eps). v is spared
+when eps = 0, where a v flushed under a nonzero m would divide by zero.
 """
 
 from __future__ import annotations
@@ -49,15 +44,15 @@ import contextlib
 import functools
 import importlib
 import os
+import warnings
 
-NAMES = ("adam", "adam_all", "bernoulli_nll_rows", "relu_backward", "kl_std_normal")
-_TAKE_LISTS = ("adam_all",)  # found with find_each, not find
+from .. import backend, layers, losses, optim
 
 _enabled = os.environ.get("SCRATCHVAE_KERNELS", "auto").strip().lower() not in ("off", "0", "false", "no")
 
 
 def enable(on: bool = True) -> None:
-    """Turn the fused kernels on (the default) or off for this process."""
+    """Turn the compiled twins on (the default) or off for this process."""
     global _enabled
     _enabled = bool(on)
 
@@ -68,7 +63,7 @@ def enabled() -> bool:
 
 @contextlib.contextmanager
 def disabled():
-    """``with kernels.disabled():`` runs the array-API reference everywhere inside."""
+    """``with kernels.disabled():`` runs the textbook everywhere inside."""
     before = _enabled
     enable(False)
     try:
@@ -82,7 +77,7 @@ def _load(kind: str):
     """(module, None) with the kernels for one kind of array, or (None, why not).
 
     Imported on first use, once: numba takes a moment to import, and a numba that does
-    not support this NumPy fails on import; the reference then runs, and ``status``
+    not support this NumPy fails on import; the textbook then runs, and ``status``
     says why.
     """
     name = "cpu" if kind == "numpy" else "gpu"
@@ -90,79 +85,119 @@ def _load(kind: str):
         return importlib.import_module(f".{name}", __name__), None
     except ImportError as exc:
         if kind == "numpy" and exc.name == "numba":
-            return None, 'numba is not installed (pip install "scratchvae[fast]")'
+            return None, "numba is not installed (pip install numba)"
         return None, f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # a broken numba or CUDA install
         return None, f"{type(exc).__name__}: {exc}"
 
 
-def _kind(arrays, same_shape: bool = True) -> str | None:
+def _kind(arrays) -> str | None:
     """"numpy" or "cupy" if every array is of that kind, one dtype (float32/float64, in
-    native byte order), one shape (unless ``same_shape`` is False) and C-contiguous;
-    else None."""
+    native byte order) and C-contiguous (a kernel walks raw memory); else None."""
     first = arrays[0]
     module = type(first).__module__.split(".")[0]
     if module not in ("numpy", "cupy"):
         return None
     for a in arrays:
-        if type(a) is not type(first) or a.dtype != first.dtype or (same_shape and a.shape != first.shape):
+        if type(a) is not type(first) or a.dtype != first.dtype or not a.flags.c_contiguous:
             return None
-        if not a.flags.c_contiguous:
-            return None
-    if first.dtype.char not in "fd":  # float32, float64 (dtype.name is 20x slower)
-        return None
-    if not first.dtype.isnative:  # e.g. ">f8" from a file: numba cannot type it
+    if first.dtype.char not in "fd" or not first.dtype.isnative:  # e.g. ">f8" from a file
         return None
     return module
 
 
-def _check_name(name: str, lists: bool) -> None:
-    if name not in NAMES:
-        raise ValueError(f"unknown kernel {name!r}: choose one of {NAMES}")
-    if (name in _TAKE_LISTS) != lists:
-        use = "find_each (lists of arrays)" if name in _TAKE_LISTS else "find (arrays)"
-        raise ValueError(f"kernel {name!r} is found with kernels.{use}")
-
-
-def find(name: str, *arrays):
-    """The fused kernel ``name`` for these arrays, or None (then run the reference)."""
-    _check_name(name, lists=False)
+def _module_for(*arrays):
+    """The kernel module that can walk these arrays, or None (then run the textbook)."""
     if not _enabled or not arrays:
         return None
     kind = _kind(arrays)
-    if kind is None:
-        return None
-    module, _ = _load(kind)
-    return None if module is None else getattr(module, name, None)  # not every kernel everywhere
+    return None if kind is None else _load(kind)[0]
 
 
-def find_each(name: str, *lists):
-    """The fused kernel ``name`` for lists of arrays with an entry per parameter (the
-    k-th entries share a shape), or None (then run the reference, or ``find`` each)."""
-    _check_name(name, lists=True)
-    if not _enabled or not lists or not lists[0]:
-        return None
-    shapes = [a.shape for a in lists[0]]
-    if any([a.shape for a in arrays] != shapes for arrays in lists[1:]):
-        return None
-    kind = _kind([a for arrays in lists for a in arrays], same_shape=False)
-    if kind is None:
-        return None
-    module, _ = _load(kind)
-    return None if module is None else getattr(module, name, None)
+# ---- the twins -----------------------------------------------------------------------
+
+
+class ReLU(layers.ReLU):
+    """layers.ReLU with its backward in one compiled pass: the same numbers."""
+
+    def backward(self, dy):
+        module = _module_for(self.y, dy)
+        return super().backward(dy) if module is None else module.relu_backward(self.y, dy)
+
+
+def bernoulli_nll(logits, x, check: bool = True):
+    """losses.bernoulli_nll in one compiled pass (a few on the CPU): the same numbers.
+    With check=True, or arrays a kernel cannot walk, the textbook runs."""
+    fits = not check and logits.ndim == 2 and logits.shape == x.shape and logits.shape[0] > 0
+    module = _module_for(logits, x) if fits else None
+    return losses.bernoulli_nll(logits, x, check=check) if module is None else module.bernoulli_nll(logits, x)
+
+
+def adam_step(opt: optim.Adam, params: dict, grads: dict) -> None:
+    """``opt.step(params, grads)`` with every parameter's update in one compiled call."""
+    opt.begin_step(params, grads)
+    names = list(params)
+    ps, gs = [params[k] for k in names], [grads[k] for k in names]
+    ms, vs = [opt.state["m"][k] for k in names], [opt.state["v"][k] for k in names]
+    module = _module_for(*ps, *gs, *ms, *vs) if names else None
+    if module is None:
+        for k in names:
+            opt.update(k, params[k], grads[k])
+        return
+    module.adam_all(ps, gs, ms, vs, b1=opt.b1, b2=opt.b2, t=opt.t, lr=opt.lr, eps=opt.eps)
+
+
+# ---- the switch ----------------------------------------------------------------------
+
+
+def _available() -> bool:
+    """Whether kernels are on and compiled ones exist for the current backend's arrays."""
+    kind = backend.current().name
+    return _enabled and kind in ("numpy", "cupy") and _load(kind)[0] is not None
+
+
+def install(model) -> list:
+    """Swap, in place, the parts of ``model`` that have a compiled twin (its ReLU layers,
+    its ``bernoulli_nll``); returns their names. Nothing is swapped while kernels are off
+    or where none runs on the current backend. The model computes the same numbers."""
+    if not _available():
+        return []
+    swapped = []
+
+    def visit(owner: dict, prefix: str) -> None:
+        for key, value in owner.items():
+            if value is losses.bernoulli_nll:
+                owner[key] = bernoulli_nll
+                swapped.append(f"{prefix}{key}")
+            elif type(value) is layers.ReLU:
+                owner[key] = ReLU()
+                swapped.append(f"{prefix}{key}")
+            elif isinstance(value, layers.Sequential):
+                visit(value.layers, f"{prefix}{key}.")
+
+    visit(vars(model), "")
+    return swapped
+
+
+def optimizer_step(optimizer):
+    """The fused update for ``optimizer`` (a function of params and grads, like its
+    ``step``), or its own ``step`` where there is none (SGD, a subclass, kernels off)."""
+    if type(optimizer) is optim.Adam and _available():
+        return functools.partial(adam_step, optimizer)
+    return optimizer.step
 
 
 def status() -> dict:
     """What runs on NumPy and on CuPy arrays (for ``scratchvae info`` and the
-    benchmarks): the compiler, or why the array-API reference runs instead."""
+    benchmarks): the compiler, or why the textbook runs instead."""
     out = {}
     for kind in ("numpy", "cupy"):
         if not _enabled:
-            out[kind] = "off: array-API reference (SCRATCHVAE_KERNELS=off or kernels.enable(False))"
+            out[kind] = "off: the textbook (SCRATCHVAE_KERNELS=off or kernels.enable(False))"
             continue
         module, why = _load(kind)
         if module is None:
-            out[kind] = f"array-API reference: {why}"
+            out[kind] = f"the textbook: {why}"
         elif kind == "numpy":
             out[kind] = f"numba {module.numba.__version__}"
         else:
@@ -170,4 +205,15 @@ def status() -> dict:
     return out
 
 
-__all__ = ["NAMES", "disabled", "enable", "enabled", "find", "find_each", "status"]
+def find(name: str, *arrays):
+    """Deprecated (goes in 0.3): the maths no longer asks for kernels. Returns None,
+    which always meant "run the textbook"; use ``install`` and ``optimizer_step``."""
+    warnings.warn("kernels.find is deprecated and goes in scratchvae 0.3; the Trainer switches "
+                  "kernels on with kernels.install(model) and kernels.optimizer_step(opt)",
+                  DeprecationWarning, stacklevel=2)
+
+
+find_each = find
+
+__all__ = ["ReLU", "adam_step", "bernoulli_nll", "disabled", "enable", "enabled", "install",
+           "optimizer_step", "status"]

@@ -12,12 +12,8 @@ every loss in ``scratchvae.losses``. Denoising (Vincent et al. 2008): with
 ``corruption=...`` the encoder sees x~ = corrupt(x) and the loss compares with the
 clean x (see ``scratchvae.models.corrupt``).
 
-Model contract (shared with the VAE and the training loop):
-
-    loss, stats = model.loss_and_grads(x)        # zeroes, then fills model.grads
-    opt.step(model.params, model.grads)          # flat dicts, same keys
-    h = model.encode(x); x_hat = model.decode(h); x_hat = model.reconstruct(x)
-    type(model)(**model.config)                  # the same model again (same seed)
+Both follow the model contract of ``scratchvae.model.Model`` (shared with the VAE and
+the Trainer), and add ``encode``, ``decode`` and ``reconstruct``.
 """
 
 from __future__ import annotations
@@ -28,15 +24,18 @@ from .. import backend
 from ..checks import check_columns, check_data, check_finite, check_ndim, check_positive_int, check_same_shape
 from ..layers import flatten, mlp, sigmoid
 from ..losses import bernoulli_nll, mse
+from ..model import Model
 from .corrupt import check_corruption, check_image_shape, corrupt
 
 LOSSES = ("mse", "bernoulli")
 
 
-class AutoencoderBase:
+class AutoencoderBase(Model):
     """What both autoencoders share: input checks, corruption, the reconstruction
     loss, decode() and reconstruct(). Subclasses set ``x_dim`` and ``z_dim``
     and implement ``encode``, ``_decoder_out`` and ``loss_and_grads``."""
+
+    options = ("target",)
 
     x_dim: int
     z_dim: int
@@ -47,6 +46,7 @@ class AutoencoderBase:
             raise ValueError(f"unknown loss {loss!r}: choose 'mse' (real data) or 'bernoulli' (data in [0, 1])")
         # loss_kind, not loss: ``model.loss(x)`` is the forward-only method the trainer calls
         self.x_dim, self.z_dim, self.loss_kind = int(x_dim), int(z_dim), loss
+        self.bernoulli_nll = bernoulli_nll  # an attribute: the Trainer's fast path may swap in a twin
         self.image_shape = check_image_shape(image_shape, x_dim)  # (H, W) or (C, H, W), or None
         self.corruption = corruption
         self.noise_level = check_corruption(corruption, noise_level, self.image_shape, x_dim)
@@ -56,7 +56,7 @@ class AutoencoderBase:
         check_ndim(x, 2, name, "(N, D)")
         check_columns(x, self.x_dim, name, repr(self))
 
-    def _check(self, x, name: str = "x") -> None:
+    def check_data(self, x, name: str = "x") -> None:
         """All checks of a data set, once (the trainer calls this before fitting)."""
         check_data(x, self.x_dim, repr(self), unit_interval=self.loss_kind == "bernoulli", name=name)
 
@@ -86,7 +86,7 @@ class AutoencoderBase:
         """(value, dL/dout): squared error on x_hat = out, or Bernoulli NLL on logits = out."""
         if self.loss_kind == "mse":
             return mse(out, target, check=check)
-        return bernoulli_nll(out, target, check=check)
+        return self.bernoulli_nll(out, target, check=check)
 
     def loss(self, x, target=None, check: bool = True):
         """The reconstruction loss, forward only: no gradients and NO corruption (for a
@@ -182,13 +182,11 @@ class Autoencoder(AutoencoderBase):
         - stats: {"rec": the same 0-d array}.
         """
         x_in, target = self._prepare(x, target, check)
-        self.enc.zero_grad()
-        self.dec.zero_grad()
         h = self.enc.forward(x_in)  # h = enc(x~)
         out = self.dec.forward(h)  # x_hat or logits
         value, dout = self._rec_loss(out, target, check)
         dh = self.dec.backward(dout)  # dL/dh, and dL/d(decoder params)
-        self.enc.backward(dh)  # dL/d(encoder params)
+        self.enc.backward(dh, need_dx=False)  # dL/d(encoder params); x is the data
         return value, {"rec": value}
 
     def __repr__(self) -> str:

@@ -95,15 +95,13 @@ class TiedAutoencoder(AutoencoderBase):
         h = self._encoder_out(x_in)  # h = g(x~ W + b_enc)    (N, K)
         out = self._decoder_out(h)  # x_hat = h W^T + b_dec    (N, D)
         value, dout = self._rec_loss(out, target, check)  # dout = dL/dx_hat
-        for g in self.grads.values():
-            g[...] = 0.0  # in place: the training loop may hold these arrays
         dh = dout @ W  # dL/dh = dL/dx_hat W                     (N, K)
         da = self.g.backward(dh)  # dL/da = dL/dh * g'(a)       (N, K)
-        self.grads["W"] += x_in.T @ da  # encoder use: dL/dW += x^T (dL/dh * g'(a))   (D, K)
-        self.grads["W"] += dout.T @ h  # decoder use: dL/dW += (dL/dx_hat)^T h       (D, K)
+        # W is used twice: its gradient is the sum of its encoder and its decoder use
+        self.grads["W"] = x_in.T @ da + dout.T @ h  # x^T (dL/dh * g'(a)) + (dL/dx_hat)^T h  (D, K)
         if self.bias:
-            self.grads["b_enc"] += xp.sum(da, axis=0)  # dL/db_enc = sum over rows of dL/da
-            self.grads["b_dec"] += xp.sum(dout, axis=0)  # dL/db_dec = sum over rows of dL/dx_hat
+            self.grads["b_enc"] = xp.sum(da, axis=0)  # dL/db_enc = sum over rows of dL/da
+            self.grads["b_dec"] = xp.sum(dout, axis=0)  # dL/db_dec = sum over rows of dL/dx_hat
         return value, {"rec": value}
 
     def __repr__(self) -> str:

@@ -10,7 +10,7 @@ Evidence lower bound, per example (the training objective is its negative):
 
 with the KL in closed form (scratchvae.losses.kl_std_normal) and eps_l ~ N(0, I).
 
-The backward chain written out in ``loss_and_grads`` (its second half, ``_backward``):
+The backward chain written out in ``loss_and_grads`` (its second half):
 
     decoder.backward(d rec / d out)           -> d rec / dz               (L, N, K)
     reparam_backward(dz)                      -> dmu, dlogvar from rec    (N, K)
@@ -23,6 +23,7 @@ Shapes: x (N, D), hidden sizes H..., latent K, L samples per example.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 
 from array_api_compat import array_namespace
@@ -34,12 +35,13 @@ from ..densities import bernoulli_log_prob, gaussian_log_prob, std_normal_log_pr
 from .. import layers
 from ..layers import Dense, Sequential, flatten, sigmoid
 from ..losses import bernoulli_nll, gaussian_nll, kl_std_normal
+from ..model import Model
 from ..reparam import reparam_backward, reparam_forward
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
-class VAE:
+class VAE(Model):
     """A VAE with an MLP encoder and decoder.
 
     Inputs:
@@ -60,6 +62,8 @@ class VAE:
     "dec.fc1.W", ..., "dec.out.W", "dec.out.b" (and "dec.logvar" if learned).
     """
 
+    options = ("n_samples", "eps", "beta")
+
     def __init__(self, x_dim: int, hidden=(400,), z_dim: int = 20, likelihood: str = "bernoulli",
                  activation: str = "relu", seed: int = 0, decoder_logvar="learned"):
         if likelihood not in LIKELIHOODS:
@@ -78,6 +82,9 @@ class VAE:
                            likelihood=likelihood, activation=activation, seed=int(seed),
                            decoder_logvar=decoder_logvar if learned else float(decoder_logvar))
         self.x_dim, self.z_dim, self.likelihood = int(x_dim), int(z_dim), likelihood
+        # -log p(x | z) for the Bernoulli decoder, held as an attribute so that the Trainer's
+        # fast path (scratchvae.kernels.install) can put its compiled twin in its place
+        self.bernoulli_nll = bernoulli_nll
         self.rng = backend.RNG(seed)
         layers.activation(activation)  # an unknown name fails here, also with hidden=()
         init = "he" if activation.lower() in ("relu", "leaky_relu") else "glorot"
@@ -121,16 +128,12 @@ class VAE:
     def grads(self) -> dict:
         return {**flatten({k: m.grads for k, m in self._modules().items()}), **self._extra_grads}
 
-    def zero_grad(self) -> None:
-        for g in self.grads.values():
-            g[...] = 0.0
-
     def _dec_logvar(self):
         return self._extra_params["dec.logvar"] if self.learn_logvar else self.fixed_logvar
 
     # ---- forward pieces ---------------------------------------------------------
 
-    def _check(self, x, name: str = "x") -> None:
+    def check_data(self, x, name: str = "x") -> None:
         """All checks of a data set, once (the trainer calls this before fitting)."""
         check_data(x, self.x_dim, f"this VAE (x_dim={self.x_dim})", unit_interval=self.likelihood == "bernoulli",
                    name=name)
@@ -193,7 +196,7 @@ class VAE:
     def _rec(self, out, x_rep, check=False):
         """Reconstruction loss -E log p(x | z) (batch mean) and its gradients."""
         if self.likelihood == "bernoulli":
-            rec, dout = bernoulli_nll(out, x_rep, check=check)
+            rec, dout = self.bernoulli_nll(out, x_rep, check=check)
             return rec, dout, None
         return gaussian_nll(x_rep, out, self._dec_logvar(), check=check)
 
@@ -215,14 +218,10 @@ class VAE:
         Fills model.grads with d loss / d param (overwriting what they held).
         """
         if check:
-            self._check(x)
+            self.check_data(x)
         eps = self._noise(x, n_samples, eps)
-        loss, stats, cache = self._forward_loss(x, eps, beta)
-        self._backward(cache)
-        return loss, stats
-
-    def _forward_loss(self, x, eps, beta: float = 1.0):
-        """The forward half of loss_and_grads: loss, stats, and what backward needs."""
+        L, N, K = eps.shape
+        xp = array_namespace(x)
         # forward: encoder, reparameterization, decoder
         mu, logvar, z, rcache, out, x_rep = self._forward(x, eps)
         # rec = (1/(L N)) sum_{l,n} -log p(x_n | z_ln): the mean over the batch AND the
@@ -230,29 +229,16 @@ class VAE:
         rec, dout, dlogvar_dec = self._rec(out, x_rep)
         kl, dmu_kl, dlogvar_kl = kl_std_normal(mu, logvar, check=False)
         loss = rec + beta * kl
-        cache = (eps.shape, rcache, dout, dlogvar_dec, dmu_kl, dlogvar_kl, beta)
-        return loss, {"rec": rec, "kl": kl, "neg_elbo": rec + kl}, cache
-
-    def _backward(self, cache):
-        """The backward half: WRITES d loss / d param into every entry of model.grads.
-
-        Each parameter is used once in the forward pass, so its gradient is written
-        (accumulate=False), not added: no zero_grad pass, no temporaries; and the
-        encoder's first layer skips dL/dx (need_dx=False): x is the data.
-        """
-        (L, N, K), rcache, dout, dlogvar_dec, dmu_kl, dlogvar_kl, beta = cache
-        xp = array_namespace(dout)
-        # backward: decoder -> reparameterization -> encoder
+        # backward: decoder -> reparameterization -> encoder, each gradient written
         if self.learn_logvar:
-            self._extra_grads["dec.logvar"][...] = dlogvar_dec  # d rec / d decoder logvar
-        dz = self.dec_out.backward(dout, accumulate=False)
-        dz = self.dec_body.backward(dz, accumulate=False)  # (L N, K)
+            self._extra_grads["dec.logvar"] = dlogvar_dec  # d rec / d decoder logvar
+        dz = self.dec_body.backward(self.dec_out.backward(dout))  # d rec / dz      (L N, K)
         dmu, dlogvar = reparam_backward(xp.reshape(dz, (L, N, K)), rcache)  # sums over L
         dmu = dmu + beta * dmu_kl  # the KL gradient joins here: d(beta KL)/dmu = beta mu / N
         dlogvar = dlogvar + beta * dlogvar_kl  # d(beta KL)/dlogvar = beta (exp(logvar) - 1) / (2N)
-        dh = self.enc_mu.backward(dmu, accumulate=False)
-        dh += self.enc_logvar.backward(dlogvar, accumulate=False)  # h feeds both heads: add
-        self.enc_body.backward(dh, need_dx=False, accumulate=False)
+        dh = self.enc_mu.backward(dmu) + self.enc_logvar.backward(dlogvar)  # h feeds both heads: add
+        self.enc_body.backward(dh, need_dx=False)  # x is the data: no dL/dx
+        return loss, {"rec": rec, "kl": kl, "neg_elbo": rec + kl}
 
     def loss(self, x, n_samples: int = 1, check: bool = True):
         """The negative ELBO (2) and its parts, forward only (no gradients).
@@ -260,7 +246,7 @@ class VAE:
         Returns (loss, stats) like loss_and_grads with beta = 1.
         """
         if check:
-            self._check(x)
+            self.check_data(x)
         mu, logvar, _, _, out, x_rep = self._forward(x, self._noise(x, n_samples))
         rec = self._rec(out, x_rep)[0]
         kl = kl_std_normal(mu, logvar, check=False)[0]
@@ -270,7 +256,7 @@ class VAE:
         """Mean ELBO per example (nats), sampled with L = n_samples (not z = mu: the ELBO
         is an expectation over q, and its value at the mean is a different number)."""
         x = backend.asarray(x)
-        self._check(x)
+        self.check_data(x)
         batch_size = check_positive_int(batch_size, "batch_size")
         total = 0.0
         for rows in batch_slices(x.shape[0], batch_size):
@@ -310,7 +296,7 @@ class VAE:
         array of per-example estimates.
         """
         x = backend.asarray(x)
-        self._check(x)
+        self.check_data(x)
         k, batch_size = check_positive_int(k, "k"), check_positive_int(batch_size, "batch_size")
         xp = array_namespace(x)
         total, parts = 0.0, []
@@ -340,41 +326,42 @@ class VAE:
 
         Returns a dict "enc.*" -> gradient, the same keys as the encoder's params: new
         arrays, so a dict kept from one call is not changed by the next. ``model.grads``
-        is left as it was (the backward pass borrows the encoder's entries and puts
-        their values back), so a gradient from loss_and_grads survives this call.
+        is left as it was, so a gradient from loss_and_grads survives this call.
         """
-        self._check(x)
+        self.check_data(x)
         xp = array_namespace(x)
         eps = self._noise(x, n_samples, eps)
         L, N, K = eps.shape
-        enc_grads = {k: g for k, g in self.grads.items() if k.startswith("enc.")}
-        saved = {k: xp.asarray(g, copy=True) for k, g in enc_grads.items()}
         mu, logvar, _, (sigma, _, _), out, x_rep = self._forward(x, eps)
         f = xp.reshape(-self._log_px_given_z(out, x_rep), (L, N))  # -log p(x | z_ln)
         w = f[..., None] / (L * N)  # the 1/(L N) of the Monte-Carlo and batch means
         dmu = xp.sum(w * eps / sigma, axis=0)  # f * dlog q/dmu
         dlogvar = xp.sum(w * 0.5 * (eps * eps - 1.0), axis=0)  # f * dlog q/dlogvar
         _, dmu_kl, dlogvar_kl = kl_std_normal(mu, logvar, check=False)
-        # accumulate=False: the encoder's grads are WRITTEN, whatever they held before
-        dh = self.enc_mu.backward(dmu + dmu_kl, accumulate=False)
-        dh += self.enc_logvar.backward(dlogvar + dlogvar_kl, accumulate=False)  # h feeds both heads
-        self.enc_body.backward(dh, need_dx=False, accumulate=False)
-        sf_grads = {k: xp.asarray(g, copy=True) for k, g in enc_grads.items()}
-        for k, g in enc_grads.items():
-            g[...] = saved[k]  # in place: the training loop may hold these arrays
+        encoder = [*self.enc_body.layers.values(), self.enc_mu, self.enc_logvar]
+        saved = [dict(layer.grads) for layer in encoder]  # the backward below writes these
+        dh = self.enc_mu.backward(dmu + dmu_kl) + self.enc_logvar.backward(dlogvar + dlogvar_kl)
+        self.enc_body.backward(dh, need_dx=False)
+        sf_grads = {k: g for k, g in self.grads.items() if k.startswith("enc.")}
+        for layer, grads in zip(encoder, saved):
+            layer.grads.update(grads)  # model.grads as they were before this call
         return sf_grads
 
-    # ---- checkpoints -------------------------------------------------------------
+    # ---- deprecated --------------------------------------------------------------
 
     def save(self, path, optimizer=None, extra: dict | None = None) -> None:
-        """Write a checkpoint (.npz, atomic, no pickle): see scratchvae.checkpoint."""
-        from ..checkpoint import save
+        """Deprecated (removed in 0.3): use ``scratchvae.checkpoint.save(path, model)``."""
+        warnings.warn("VAE.save is deprecated and goes in scratchvae 0.3; use "
+                      "scratchvae.checkpoint.save(path, model, optimizer=...)", DeprecationWarning, stacklevel=2)
+        from ..checkpoint import save  # models do not import checkpoint; only this shim does
 
         save(path, self, optimizer=optimizer, extra=extra)
 
     @classmethod
     def load(cls, path):
-        """Rebuild a VAE from a checkpoint written by ``save``."""
+        """Deprecated (removed in 0.3): use ``scratchvae.checkpoint.load_model(path)``."""
+        warnings.warn("VAE.load is deprecated and goes in scratchvae 0.3; use "
+                      "scratchvae.checkpoint.load_model(path)", DeprecationWarning, stacklevel=2)
         from ..checkpoint import load_model
 
         return load_model(path, expect=cls)
