@@ -1,12 +1,12 @@
 """Gradient checking: is a hand-written backward pass right?
 
-The numerical gradient is the central difference
+The numerical gradient is the central difference (lesson 1)
 
-    df/dx_i ~ (f(x + h e_i) - f(x - h e_i)) / (2 h)        error O(h^2)
+    df/dx_i ~ (f(x + h e_i) - f(x - h e_i)) / (2 h)        error O(h^2)          L1 (6)
 
 and the comparison is cs231n's relative error, element by element,
 
-    rel_error(a, b) = max_i |a_i - b_i| / max(1e-8, |a_i| + |b_i|).
+    rel_error(a, b) = max_i |a_i - b_i| / max(1e-8, |a_i| + |b_i|).             L1 (8)
 
 The 1e-8 floor keeps 0 / 0 finite, but an entry whose true gradient is exactly 0 (a ReLU
 unit that is off for every example, say) still reads as an error: the central
@@ -18,7 +18,12 @@ zeros when they are what fails.
 
 What to expect in float64 with h = 1e-5: about 1e-10 or smaller when the gradient is
 right; 1e-7 is the pass mark; 1e-2 or worse means a bug. In float32 the central
-difference itself is only good to about 1e-3, which is why checks run in float64.
+difference itself is only good to about 1e-3, which is why checks run in float64: its
+error is truncation plus rounding, h^2 |f'''| / 6 + eps |f| / h, L1 (7).
+
+An array-valued f is checked through the scalar sum_j dy_j f_j(x), whose gradient is
+the vector-Jacobian product J' dy that backward computes, L1 (9), with a random dy:
+all ones would check only the column sums of J.
 
 The arrays are perturbed in place, one entry at a time, on whichever backend they live
 on; only the final comparison is copied to the host, explicitly, through ``to_numpy``.
@@ -44,7 +49,7 @@ from . import backend
 # The report needs host arrays to locate the worst entry; it gets them through
 # backend.to_numpy, an explicit copy, never by converting silently.
 
-DEFAULT_H = 1e-5
+DEFAULT_H = 1e-5  # near the best step of L1 (7) in float64, h* ~ eps^(1/3) = 6e-6
 DEFAULT_TOL = 1e-7
 
 
@@ -62,7 +67,8 @@ def _indices(shape):
 
 
 # Central-difference stencils: offsets k and weights c with df/dx ~ sum_k c_k f(x + k h) / h.
-#   order 2: (f(x+h) - f(x-h)) / 2h                              error O(h^2)
+# No one-sided (f(x+h) - f(x)) / h, L1 (5): its error is O(h), too large for a check.
+#   order 2: (f(x+h) - f(x-h)) / 2h                              error O(h^2), L1 (6)
 #   order 4: (f(x-2h) - 8 f(x-h) + 8 f(x+h) - f(x+2h)) / 12h     error O(h^4)
 # Order 4 with h = 1e-3 is about 100x more accurate on smooth functions (rounding error
 # ~ eps |f| / h shrinks as h grows), but a larger h is likelier to step over a ReLU kink.
@@ -92,7 +98,7 @@ def numerical_grad(f, x, h: float = DEFAULT_H, order: int = 2):
     - x: array of any shape, float64.
     - h: step; order: 2 (the textbook formula below) or 4 (see STENCILS).
     Returns:
-    - grad: array like x, grad[i] = (f(x + h e_i) - f(x - h e_i)) / (2 h).
+    - grad: array like x, grad[i] = (f(x + h e_i) - f(x - h e_i)) / (2 h), L1 (6).
     """
     _require_float64(x, "x")
     xp = backend.namespace(x)
@@ -103,7 +109,7 @@ def numerical_grad(f, x, h: float = DEFAULT_H, order: int = 2):
 
 
 def numerical_vjp(f, x, dy, h: float = DEFAULT_H, order: int = 2):
-    """Central-difference vector-Jacobian product of an array function.
+    """Central-difference vector-Jacobian product J' dy of an array function, L1 (9).
 
     Inputs:
     - f: callable f(x) returning an array y; x is perturbed in place.
@@ -118,8 +124,8 @@ def numerical_vjp(f, x, dy, h: float = DEFAULT_H, order: int = 2):
 
 
 def rel_error(a, b, atol: float = 0.0) -> float:
-    """cs231n's relative error max_i |a_i - b_i| / max(1e-8, |a_i| + |b_i|); entries
-    with |a_i - b_i| <= atol count as equal (score 0)."""
+    """cs231n's relative error max_i |a_i - b_i| / max(1e-8, |a_i| + |b_i|), L1 (8);
+    entries with |a_i - b_i| <= atol count as equal (score 0)."""
     return _worst(a, b, atol)[0]
 
 
@@ -136,7 +142,7 @@ def _worst(a, b, atol: float = 0.0):
     if bad.any():
         return math.inf, tuple(int(i) for i in divmod_index(int(bad.argmax()), a.shape))
     diff = abs(a - b)
-    err = diff / (abs(a) + abs(b)).clip(min=1e-8) * (diff > atol)  # within atol: equal, 0
+    err = diff / (abs(a) + abs(b)).clip(min=1e-8) * (diff > atol)  # L1 (8); within atol: equal, 0
     flat = int(err.argmax())
     idx = tuple(int(i) for i in divmod_index(flat, a.shape))
     return float(err.max()), idx
@@ -253,7 +259,8 @@ def check_layer(layer, x, seed: int = 0, h: float = DEFAULT_H, tol: float = DEFA
 
     Works for anything with the layer contract: ``forward(x)``, ``backward(dy)``,
     ``params``, ``grads``, ``zero_grad()`` (a Dense, an activation, a Sequential).
-    The upstream gradient dy is drawn from N(0, 1) with ``seed``.
+    The upstream gradient dy is drawn from N(0, 1) with ``seed`` (random, not all ones:
+    see L1 (9)).
 
     Inputs:
     - layer: the layer, its parameters in float64.

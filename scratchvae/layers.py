@@ -82,7 +82,7 @@ class Dense(Layer):
         check_ndim(x, 2, "Dense input", "(N, D)")
         check_columns(x, self.in_features, "Dense input", f"Dense({self.in_features}, {self.out_features})")
         self.x = x  # backward needs x for dW
-        y = x @ self.params["W"]  # y = x W + b                           (N, H)
+        y = x @ self.params["W"]  # L1 (1) y = x W + b                    (N, H)
         y += self.params["b"]  # in place: y is our own new array
         return y
 
@@ -93,11 +93,11 @@ class Dense(Layer):
         this layer needs a gradient; autograd skips it the same way).
         """
         xp = array_namespace(dy)
-        self.grads["W"] = self.x.T @ dy  # dL/dW = x^T dL/dy                  (D, H)
-        self.grads["b"] = xp.sum(dy, axis=0)  # dL/db = sum over rows of dL/dy  (H,)
+        self.grads["W"] = self.x.T @ dy  # L1 (2) dL/dW = x^T dL/dy           (D, H)
+        self.grads["b"] = xp.sum(dy, axis=0)  # L1 (2) dL/db = sum of dL/dy rows (H,)
         if not need_dx:
             return None
-        return dy @ self.params["W"].T  # dL/dx = dL/dy W^T                     (N, D)
+        return dy @ self.params["W"].T  # L1 (2) dL/dx = dL/dy W^T              (N, D)
 
     def __repr__(self) -> str:
         return f"Dense({self.in_features}, {self.out_features}, init={self.init!r})"
@@ -141,7 +141,7 @@ class Tanh(Layer):
         return self.y
 
     def backward(self, dy):
-        return dy * (1.0 - self.y * self.y)
+        return dy * (1.0 - self.y * self.y)  # L1 (3) dL/du = dL/da (1 - a^2), a = tanh(u) cached
 
 
 def sigmoid(x):
@@ -237,7 +237,7 @@ class Sequential(Layer):
         return x
 
     def backward(self, dy, need_dx: bool = True):
-        """Chain rule, last layer first. With need_dx=False (x is the data) the pass
+        """Chain rule, last layer first, L1 (4). With need_dx=False (x is the data) the pass
         stops at the first layer with parameters, which skips its dL/dx, and returns None."""
         layers = list(self.layers.values())
         if not need_dx:  # x is the data: nothing before the first layer with parameters needs dy

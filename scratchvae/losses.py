@@ -102,7 +102,7 @@ def gaussian_nll(x, mu, logvar, check: bool = True):
 def kl_std_normal(mu, logvar, check: bool = True):
     """KL( N(mu, diag exp(logvar)) || N(0, I) ), analytic.
 
-    Per latent dimension:  0.5 [mu^2 + exp(logvar) - 1 - logvar]    (0 at mu = 0, logvar = 0)
+    Per latent dimension:  0.5 [mu^2 + exp(logvar) - 1 - logvar]    L5 (4); 0 at mu = 0, logvar = 0
     d/dmu:                 mu
     d/dlogvar:             0.5 [exp(logvar) - 1]
 
@@ -116,7 +116,7 @@ def kl_std_normal(mu, logvar, check: bool = True):
     xp = array_namespace(mu, logvar)
     N = _batch_size(mu)
     var = xp.exp(logvar)  # sigma^2 = exp(logvar)
-    value = 0.5 * xp.sum(mu * mu + var - 1.0 - logvar) / N
+    value = 0.5 * xp.sum(mu * mu + var - 1.0 - logvar) / N  # L5 (4), the mean over the batch
     dmu = mu / N
     dlogvar = 0.5 * (var - 1.0) / N
     return value, dmu, dlogvar

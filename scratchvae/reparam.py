@@ -6,10 +6,13 @@ parameters and independent noise,
     sigma = exp(logvar / 2)        (logvar is log sigma^2, everywhere in scratchvae)
     z     = mu + sigma * eps,      eps ~ N(0, I),
 
-so the gradient of a loss L(z) flows back to mu and logvar:
+so that E[z] = mu and Var[z] = sigma^2 = exp(logvar), L5 (9b), and the gradient of a
+loss L(z) flows back to mu and logvar (the pathwise gradient of L5 (7)):
 
     dL/dmu     = dL/dz
     dL/dlogvar = dL/dz * eps * sigma / 2      (d sigma / d logvar = sigma / 2)
+
+These forward and backward rules are L5 (9a).
 
 ``eps`` is passed in, never drawn here, so a test (or a lesson) can hold it fixed.
 It may carry a leading sample axis: eps (L, N, K) with mu, logvar (N, K) gives L
@@ -24,7 +27,7 @@ from .arrays import unbroadcast
 
 
 def reparam_forward(mu, logvar, eps):
-    """z = mu + exp(logvar / 2) * eps.
+    """z = mu + exp(logvar / 2) * eps, L5 (9a): mean mu, variance exp(logvar), L5 (9b).
 
     Inputs:
     - mu, logvar: (N, K).
@@ -39,13 +42,14 @@ def reparam_forward(mu, logvar, eps):
             f"(N, K) or (L, N, K); got mu {mu.shape}, logvar {logvar.shape}, eps {eps.shape}"
         )
     xp = array_namespace(mu, logvar, eps)
-    sigma = xp.exp(0.5 * logvar)  # sigma = exp(logvar / 2), NOT exp(logvar)
-    z = mu + sigma * eps
+    # L5 (9b): sigma = exp(logvar / 2), NOT exp(logvar), so that Var[z] = exp(logvar)
+    sigma = xp.exp(0.5 * logvar)
+    z = mu + sigma * eps  # L5 (9a)
     return z, (sigma, eps, mu.shape)
 
 
 def reparam_backward(dz, cache):
-    """Gradients of the loss with respect to mu and logvar.
+    """Gradients of the loss with respect to mu and logvar, L5 (9a).
 
     Inputs:
     - dz: dL/dz, the shape of z.
@@ -55,6 +59,6 @@ def reparam_backward(dz, cache):
     - dlogvar: (N, K), dL/dz * eps * sigma / 2 summed likewise.
     """
     sigma, eps, shape = cache
-    dmu = unbroadcast(dz, shape)  # dz/dmu = 1
-    dlogvar = unbroadcast(dz * eps * (0.5 * sigma), shape)  # dz/dlogvar = eps sigma / 2
+    dmu = unbroadcast(dz, shape)  # L5 (9a): dz/dmu = 1
+    dlogvar = unbroadcast(dz * eps * (0.5 * sigma), shape)  # L5 (9a): dz/dlogvar = eps sigma / 2
     return dmu, dlogvar

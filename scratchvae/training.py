@@ -43,7 +43,7 @@ class TrainingDiverged(FloatingPointError):
 class Trainer:
     """Inputs:
     - model: a ``scratchvae.model.Model`` (the VAE, an autoencoder, or your own).
-    - optimizer: a scratchvae.optim optimizer.
+    - optimizer: a scratchvae.optim optimizer (None for a Trainer that only evaluates).
     - batch_size: examples per step.
     - n_samples: L, for models whose loss_and_grads takes n_samples (the VAE); None
       leaves the model's default. Other models refuse it.
@@ -85,7 +85,10 @@ class Trainer:
         self.rng = backend.RNG(seed)
         use_kernels = kernels_module.enabled() if kernels is None else bool(kernels)
         self.swapped = kernels_module.install(model) if use_kernels else []
-        self._update = kernels_module.optimizer_step(optimizer) if use_kernels else optimizer.step
+        # the optimizer's update as this trainer runs it: its compiled twin, or optimizer.step
+        # (None without an optimizer: a Trainer that only evaluates)
+        self.update = (None if optimizer is None else
+                       kernels_module.optimizer_step(optimizer) if use_kernels else optimizer.step)
         self.step = 0  # optimizer steps taken
         self.epoch = 0  # epochs completed
         self.history: dict = {}
@@ -117,7 +120,7 @@ class Trainer:
         optimizer's update (its compiled twin where the kernels run). Returns
         (loss, stats) as ``model.loss_and_grads``."""
         loss, stats = self.model.loss_and_grads(xb, **self._kwargs())
-        self._update(self.model.params, self.model.grads)
+        self.update(self.model.params, self.model.grads)
         self.step += 1
         return loss, stats
 

@@ -1,4 +1,4 @@
-"""scratchvae.arrays (unbroadcast, logsumexp, flush_subnormals) and scratchvae.checks (the input checks
+"""scratchvae.arrays (unbroadcast, logsumexp) and scratchvae.checks (the input checks
 behind every "what to do" message)."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from scipy import special
 
 from scratchvae import backend
-from scratchvae.arrays import flush_subnormals, logsumexp, unbroadcast
+from scratchvae.arrays import logsumexp, unbroadcast
 from scratchvae.checks import check_columns, check_finite, check_ndim, check_same_shape, check_unit_interval
 
 from conftest import host, tol
@@ -14,31 +14,6 @@ from conftest import host, tol
 
 def A(h):
     return backend.asarray(h)
-
-
-# -- flush_subnormals -----------------------------------------------------------------------
-
-
-def test_flush_subnormals_zeroes_exactly_the_subnormal_entries(bk):
-    dt = host(A(np.zeros(1))).dtype  # the backend's float dtype
-    tiny = np.finfo(dt).tiny  # the smallest normal number
-    h = np.array([tiny, -tiny, tiny / 2, -tiny / 2, tiny * (1 - np.finfo(dt).eps), 0.0, 1.5, -3.0,
-                  np.inf, -np.inf], dtype=dt)
-    assert np.count_nonzero((h != 0) & (np.abs(h) < tiny)) == 3  # three subnormals to flush
-    a = A(h.copy())
-    assert flush_subnormals(a) is a  # in place
-    want = np.where(np.abs(h) < tiny, 0.0, h).astype(dt)
-    np.testing.assert_array_equal(host(a), want)
-    v = A(np.abs(h))
-    np.testing.assert_array_equal(host(flush_subnormals(v, nonnegative=True)), np.abs(want))
-
-
-def test_flush_subnormals_keeps_nan(bk):
-    dt = host(A(np.zeros(1))).dtype
-    sub = np.finfo(dt).tiny / 4  # subnormal in the backend's dtype
-    a = flush_subnormals(A(np.array([np.nan, sub, -np.nan, 2.0], dtype=dt)))
-    got = host(a)
-    assert np.isnan(got[0]) and got[1] == 0 and np.isnan(got[2]) and got[3] == 2.0
 
 
 # -- unbroadcast ---------------------------------------------------------------------------

@@ -27,8 +27,8 @@ def _trained(seed=0):
 
 def test_round_trip_restores_parameters_rng_and_config(tmp_path, bk):
     m, opt = _trained()
-    m.save(tmp_path / "m.npz", optimizer=opt)
-    back = VAE.load(tmp_path / "m.npz")
+    checkpoint.save(tmp_path / "m.npz", m, optimizer=opt)
+    back = checkpoint.load_model(tmp_path / "m.npz", expect=VAE)
     assert back.config == m.config
     for k, v in m.params.items():
         assert np.array_equal(backend.to_numpy(v), backend.to_numpy(back.params[k])), k
@@ -38,14 +38,14 @@ def test_round_trip_restores_parameters_rng_and_config(tmp_path, bk):
 
 def test_optimizer_state_needs_a_checkpoint_that_has_it(tmp_path):
     m, opt = _trained()
-    m.save(tmp_path / "model-only.npz")
+    checkpoint.save(tmp_path / "model-only.npz", m)
     with pytest.raises(checkpoint.CheckpointError, match=r"model-only\.npz holds no optimizer state"):
         checkpoint.restore_optimizer(Adam(0.5), checkpoint.read(tmp_path / "model-only.npz"), tmp_path / "model-only.npz")
 
 
 def test_optimizer_state_round_trip(tmp_path):
     m, opt = _trained()
-    m.save(tmp_path / "m.npz", optimizer=opt)
+    checkpoint.save(tmp_path / "m.npz", m, optimizer=opt)
     fresh = Adam(0.5)
     checkpoint.restore_optimizer(fresh, checkpoint.read(tmp_path / "m.npz"))
     assert fresh.t == opt.t == 3 and fresh.lr == opt.lr
@@ -58,7 +58,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     """A crash while writing leaves the old checkpoint untouched and no temporary file."""
     m, _ = _trained()
     path = tmp_path / "m.npz"
-    m.save(path)
+    checkpoint.save(path, m)
     before = path.read_bytes()
 
     def crash(*args, **kwargs):
@@ -66,49 +66,49 @@ def test_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(np, "savez", crash)
     with pytest.raises(KeyboardInterrupt):
-        _trained(seed=5)[0].save(path)
+        checkpoint.save(path, _trained(seed=5)[0])
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
 
 
 def test_truncated_file_is_refused(tmp_path):
     m, _ = _trained()
-    m.save(tmp_path / "m.npz")
+    checkpoint.save(tmp_path / "m.npz", m)
     data = (tmp_path / "m.npz").read_bytes()
     (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="damaged or truncated"):
-        VAE.load(tmp_path / "cut.npz")
+        checkpoint.load_model(tmp_path / "cut.npz", expect=VAE)
 
 
 def test_foreign_files_are_refused(tmp_path):
     np.savez(tmp_path / "other.npz", W=np.ones(3))
     with pytest.raises(CheckpointError, match="not a scratchvae checkpoint"):
-        VAE.load(tmp_path / "other.npz")
+        checkpoint.load_model(tmp_path / "other.npz", expect=VAE)
     (tmp_path / "text.npz").write_text("hello")
     with pytest.raises(CheckpointError, match=r"not a scratchvae checkpoint \(not an .npz archive\)") as info:
-        VAE.load(tmp_path / "text.npz")
+        checkpoint.load_model(tmp_path / "text.npz", expect=VAE)
     assert "pickle" not in str(info.value)  # never numpy's advice to load it unsafely
     with pytest.raises(CheckpointError, match=r"is a folder; pass the checkpoint in it, e\.g\. .*model\.npz"):
-        VAE.load(tmp_path)
+        checkpoint.load_model(tmp_path, expect=VAE)
     with pytest.raises(CheckpointError, match="no checkpoint at"):
-        VAE.load(tmp_path / "missing.npz")
+        checkpoint.load_model(tmp_path / "missing.npz", expect=VAE)
 
 
 def test_loading_never_unpickles(tmp_path):
     """An object array (which only pickle can read) makes the file unreadable, not code."""
     m, _ = _trained()
-    m.save(tmp_path / "m.npz")
+    checkpoint.save(tmp_path / "m.npz", m)
     with np.load(tmp_path / "m.npz") as f:
         arrays = {k: f[k] for k in f.files}
     arrays["param/enc.fc1.W"] = np.array([{"evil": 1}], dtype=object)
     np.savez(tmp_path / "pickled.npz", **arrays)
     with pytest.raises(CheckpointError, match="damaged or truncated"):
-        VAE.load(tmp_path / "pickled.npz")
+        checkpoint.load_model(tmp_path / "pickled.npz", expect=VAE)
 
 
 def test_mismatched_shapes_are_refused(tmp_path):
     m, _ = _trained()
-    m.save(tmp_path / "m.npz")
+    checkpoint.save(tmp_path / "m.npz", m)
     ck = checkpoint.read(tmp_path / "m.npz")
     other = VAE(6, hidden=(7,), z_dim=2, likelihood="gaussian")
     with pytest.raises(CheckpointError, match="does not match this model"):
@@ -118,9 +118,9 @@ def test_mismatched_shapes_are_refused(tmp_path):
 def test_a_diverged_model_is_refused_and_a_failed_restore_changes_nothing(tmp_path):
     m, _ = _trained()
     m.params["dec.out.b"][1] = float("nan")  # a model whose training diverged, saved by hand
-    m.save(tmp_path / "nan.npz")
+    checkpoint.save(tmp_path / "nan.npz", m)
     with pytest.raises(CheckpointError, match=r"nan\.npz holds NaN or infinite values in 'dec.out.b'"):
-        VAE.load(tmp_path / "nan.npz")
+        checkpoint.load_model(tmp_path / "nan.npz", expect=VAE)
     # the checks come before the first copy: a refused restore leaves every parameter as it was
     other, _ = _trained()
     before = {k: backend.to_numpy(v).copy() for k, v in other.params.items()}
@@ -132,7 +132,7 @@ def test_a_diverged_model_is_refused_and_a_failed_restore_changes_nothing(tmp_pa
 
 def test_meta_is_plain_json(tmp_path):
     m, opt = _trained()
-    m.save(tmp_path / "m.npz", optimizer=opt, extra={"epoch": 4})
+    checkpoint.save(tmp_path / "m.npz", m, optimizer=opt, extra={"epoch": 4})
     with zipfile.ZipFile(tmp_path / "m.npz") as z:
         assert "meta.npy" in z.namelist() and "format.npy" in z.namelist()
     meta = checkpoint.read(tmp_path / "m.npz")["meta"]
@@ -144,7 +144,7 @@ def test_unwritable_folder_gives_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(CheckpointError, match="cannot write a checkpoint"):
-        _trained()[0].save(blocker / "sub" / "m.npz")
+        checkpoint.save(blocker / "sub" / "m.npz", _trained()[0])
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX mode bits")
@@ -154,7 +154,7 @@ def test_checkpoint_gets_the_mode_of_any_new_file(tmp_path, umask, mode):
     path = tmp_path / "m.npz"
     old = os.umask(umask)
     try:
-        _trained()[0].save(path)
+        checkpoint.save(path, _trained()[0])
         assert os.umask(umask) == umask  # saving put the umask back as it found it
     finally:
         os.umask(old)
@@ -164,7 +164,7 @@ def test_checkpoint_gets_the_mode_of_any_new_file(tmp_path, umask, mode):
 def _edited(tmp_path, edit_meta=None, edit_arrays=None):
     """A checkpoint written by save, then edited by hand (meta and arrays)."""
     m, _ = _trained()
-    m.save(tmp_path / "m.npz")
+    checkpoint.save(tmp_path / "m.npz", m)
     with np.load(tmp_path / "m.npz") as f:
         arrays = {k: f[k] for k in f.files}
     meta = json.loads(str(arrays["meta"]))
@@ -195,5 +195,14 @@ def _string_param(arrays):
 def test_edited_checkpoints_are_refused_with_a_message(tmp_path, edit_meta, edit_arrays, message):
     path = _edited(tmp_path, edit_meta, edit_arrays)
     with pytest.raises(CheckpointError, match=re.escape(message)) as info:
-        VAE.load(path)
+        checkpoint.load_model(path, expect=VAE)
     assert str(path) in str(info.value)
+
+
+def test_the_deprecated_save_and_load_methods_still_work_and_say_what_replaces_them(tmp_path):
+    m, opt = _trained()
+    with pytest.warns(DeprecationWarning, match="checkpoint.save"):
+        m.save(tmp_path / "m.npz", optimizer=opt)
+    with pytest.warns(DeprecationWarning, match="checkpoint.load_model"):
+        back = VAE.load(tmp_path / "m.npz")
+    assert back.config == m.config

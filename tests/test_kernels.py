@@ -1,28 +1,25 @@
-"""The fused kernels (scratchvae.kernels) against the array-API reference they replace.
+"""The engine room (scratchvae.kernels): each compiled twin against the textbook it
+stands in for, and the switch that installs them.
 
-On the CPU (numba) a kernel computes the reference's operations in the reference's
-order, so the numbers must be equal bit for bit. On a GPU the CUDA compiler contracts
-a * b + c into one fused multiply-add, so CuPy's agree to rounding.
-
-The numpy-f64 cases of the other test files (test_losses, test_vae) run through these
-kernels too, float64 gradient checks included; the array-api-strict cases run the
-reference.
+On the CPU (numba) a twin computes the textbook's operations in the textbook's order,
+so the numbers must be equal bit for bit; the one designed difference is the fused
+Adam's flush of subnormal moments (tested on its own below). On a GPU the CUDA
+compiler contracts a * b + c into one fused multiply-add, so CuPy's agree to rounding.
 """
 
-import contextlib
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 
-from scratchvae import backend, kernels
-from scratchvae.gradcheck import check_function
-from scratchvae.layers import ReLU
-from scratchvae.losses import bernoulli_nll, kl_std_normal
-from scratchvae.models import VAE
-from scratchvae.optim import Adam
+from scratchvae import backend, kernels, layers, losses
+from scratchvae.gradcheck import check_function, check_layer
+from scratchvae.models import VAE, Autoencoder, TiedAutoencoder
+from scratchvae.optim import SGD, Adam
+from scratchvae.training import Trainer
 
 try:
     import numba  # noqa: F401
@@ -39,26 +36,19 @@ KINDS = [
 ]
 
 
-def _cupy_or_skip() -> str:
-    try:
-        backend.use("cupy")
-    except backend.BackendError as exc:
-        pytest.skip(str(exc))
-    finally:
-        backend.use("numpy")
-    return "cupy"
-
-
 @pytest.fixture(params=KINDS)
 def kind(request):
-    """"numpy" or "cupy": the kind of array the kernels are fed (CuPy skipped where it
-    cannot run)."""
-    return _cupy_or_skip() if request.param == "cupy" else request.param
-
-
-@pytest.fixture
-def kind_cupy():
-    return _cupy_or_skip()
+    """"numpy" or "cupy": the kind of array the twins are fed (CuPy skipped where it
+    cannot run); the backend is that kind's, in float32 (a test may pass float64 arrays)."""
+    try:
+        ctx = backend.using(request.param, dtype="float32")
+        ctx.__enter__()
+    except backend.BackendError as exc:
+        pytest.skip(str(exc))
+    try:
+        yield request.param
+    finally:
+        ctx.__exit__(None, None, None)
 
 
 def to_kind(kind, a):
@@ -78,244 +68,254 @@ def assert_same(kind, actual, expected):
         np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_adam_kernel_equals_the_reference(kind, dtype):
-    rng = np.random.default_rng(0)
-    shapes = {"W": (50, 30), "b": (30,), "one": (1,)}
+# ---- Adam ---------------------------------------------------------------------------
+
+
+def _adam_pair(kind, dtype, shapes, lr=0.05, eps=1e-8, seed=0):
+    rng = np.random.default_rng(seed)
     params = {k: to_kind(kind, rng.standard_normal(s).astype(dtype)) for k, s in shapes.items()}
-    ref_params = {k: p.copy() for k, p in params.items()}
-    fused, reference = Adam(lr=0.05), Adam(lr=0.05)
+    return params, {k: p.copy() for k, p in params.items()}, Adam(lr=lr, eps=eps), Adam(lr=lr, eps=eps)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_twin_equals_the_textbook(kind, dtype):
+    shapes = {"W": (50, 30), "b": (30,), "one": (1,)}
+    params, ref_params, fused, textbook = _adam_pair(kind, dtype, shapes)
+    rng = np.random.default_rng(1)
     for step in range(6):
         grads = {k: to_kind(kind, rng.standard_normal(s).astype(dtype) * 10.0 ** (step - 3))
                  for k, s in shapes.items()}
         grads["W"][0, :] = 0.0  # a zero gradient: the update is 0 / (sqrt(v) + eps), not NaN
-        assert kernels.find("adam", params["W"], grads["W"], params["W"], params["W"]) is not None
-        fused.step(params, grads)
-        with kernels.disabled():
-            reference.step(ref_params, grads)
+        kernels.optimizer_step(fused)(params, grads)
+        textbook.step(ref_params, grads)
+        assert fused.t == textbook.t == step + 1
         for k in shapes:
             assert_same(kind, params[k], ref_params[k])
-            assert_same(kind, fused.state["m"][k], reference.state["m"][k])
-            assert_same(kind, fused.state["v"][k], reference.state["v"][k])
+            assert_same(kind, fused.state["m"][k], textbook.state["m"][k])
+            assert_same(kind, fused.state["v"][k], textbook.state["v"][k])
     assert params["W"].dtype == dtype and fused.state["v"]["W"].dtype == dtype
 
 
 @needs_numba
 @pytest.mark.parametrize("mixed", [False, True], ids=["one-dtype", "mixed-dtypes"])
-def test_adam_updates_every_parameter_in_one_call_on_numpy(monkeypatch, mixed):
-    """On NumPy, Adam.step makes one compiled call (adam_all) for all its parameters,
-    with the numbers of one call per parameter; parameters of mixed dtypes fall back to
-    one call each."""
+def test_adam_twin_is_one_compiled_call_for_every_parameter(monkeypatch, mixed):
+    """One call of cpu.adam_all per step on NumPy; parameters of mixed dtypes (which no
+    kernel walks together) get the textbook update, one parameter at a time."""
     from scratchvae.kernels import cpu
 
+    calls = {"adam_all": 0, "update": 0}
+
+    def count(name, f):
+        def counted(*args, **kw):
+            calls[name] += 1
+            return f(*args, **kw)
+        return counted
+
+    monkeypatch.setattr(cpu, "adam_all", count("adam_all", cpu.adam_all))
+    monkeypatch.setattr(Adam, "update", count("update", Adam.update))
     rng = np.random.default_rng(1)
-    shapes = {"W": (7, 5), "b": (5,), "s": (1,)}
     dtypes = {"W": np.float32, "b": np.float64 if mixed else np.float32, "s": np.float32}
-    start = {k: rng.standard_normal(s).astype(dtypes[k]) for k, s in shapes.items()}
-    grads = [{k: rng.standard_normal(s).astype(dtypes[k]) for k, s in shapes.items()} for _ in range(3)]
-
-    def train():
-        params, opt = {k: p.copy() for k, p in start.items()}, Adam(lr=0.05)
-        for g in grads:
-            opt.step(params, g)
-        return params, opt.state
-
-    calls = {"adam": 0, "adam_all": 0}
-    for name in calls:
-        def counted(*args, _f=getattr(cpu, name), _name=name, **kw):
-            calls[_name] += 1
-            return _f(*args, **kw)
-        monkeypatch.setattr(cpu, name, counted)
-    one_call = train()
-    assert calls == ({"adam": 9, "adam_all": 0} if mixed else {"adam": 0, "adam_all": 3})
-    monkeypatch.setattr(kernels, "find_each", lambda *a: None)  # one call per parameter
-    per_param = train()
-    assert calls["adam"] == (18 if mixed else 9)  # the second run: one call per parameter either way
-    for k in shapes:
-        np.testing.assert_array_equal(one_call[0][k], per_param[0][k], err_msg=k)
-        for slot in ("m", "v"):
-            np.testing.assert_array_equal(one_call[1][slot][k], per_param[1][slot][k], err_msg=k)
-
-
-def test_find_each_returns_none_where_lists_do_not_line_up():
-    a, b = np.zeros((4, 5), np.float32), np.zeros(5, np.float32)
-    assert kernels.find_each("adam_all", [a, b], [a, b], [a], [a, b]) is None  # lengths differ
-    assert kernels.find_each("adam_all", [a, b], [a, a], [a, b], [a, b]) is None  # k-th shapes differ
-    assert kernels.find_each("adam_all", [a, b], [a, b.astype(np.float64)], [a, b], [a, b]) is None
-    assert kernels.find_each("adam_all", [a.T, b], [a.T, b], [a.T, b], [a.T, b]) is None  # not C-contiguous
-    assert kernels.find_each("adam_all", [], [], [], []) is None
-    with kernels.disabled():
-        assert kernels.find_each("adam_all", [a], [a], [a], [a]) is None
-    with pytest.raises(ValueError, match="unknown kernel 'adamw'"):
-        kernels.find_each("adamw", [a])
-    with pytest.raises(ValueError, match="'adam' is found with kernels.find "):
-        kernels.find_each("adam", [a], [a], [a], [a])
-    with pytest.raises(ValueError, match="'adam_all' is found with kernels.find_each"):
-        kernels.find("adam_all", a, a, a, a)
+    params = {k: rng.standard_normal(s).astype(dtypes[k]) for k, s in {"W": (7, 5), "b": (5,), "s": (1,)}.items()}
+    opt = Adam(lr=0.05)
+    step = kernels.optimizer_step(opt)
+    for _ in range(3):
+        step(params, {k: rng.standard_normal(p.shape).astype(p.dtype) for k, p in params.items()})
+    assert calls == ({"adam_all": 0, "update": 9} if mixed else {"adam_all": 3, "update": 0})
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_adam_kernel_flushes_subnormal_moments_as_the_reference_does(kind, dtype):
+def test_adam_twin_flushes_subnormal_moments_which_the_textbook_keeps(kind, dtype):
+    """A weight whose gradient stays 0 (a pixel 0 in every batch, a dead ReLU unit) has
+    its moment decay geometrically, into the subnormal numbers that x86 CPUs compute in
+    microcode. The fused update sets them to 0; the textbook keeps them (as PyTorch)."""
     tiny = np.finfo(dtype).tiny
     # moments at the edge of the normal range, and gradients of 0: one step takes
     # b1 m (b2 v) below it for some entries and not for others
     m0 = np.array([1.3, -1.3, 1.05, -1.05, 2.0, 0.0, 1e10, 3.0], dtype) * tiny
     v0 = np.array([1.3, 1.3, 1.05, 1.0005, 2.0, 1.0, 1e10, 1e20], dtype) * tiny
     runs = []
-    for off in (False, True):
+    for fused in (True, False):
         p = to_kind(kind, np.ones(8, dtype))
         opt = Adam(lr=1e-3)
         opt.state = {"m": {"W": to_kind(kind, m0.copy())}, "v": {"W": to_kind(kind, v0.copy())}}
         opt.t = 5
-        with kernels.disabled() if off else contextlib.nullcontext():
-            assert (kernels.find("adam", p, p, p, p) is None) == off
-            opt.step({"W": p}, {"W": to_kind(kind, np.zeros(8, dtype))})
-        runs.append((p, opt.state["m"]["W"], opt.state["v"]["W"]))
-    for got, want in zip(*runs):
-        assert_same(kind, got, want)
-    m, v = (backend.to_numpy(a) for a in runs[0][1:])
+        (kernels.optimizer_step(opt) if fused else opt.step)({"W": p}, {"W": to_kind(kind, np.zeros(8, dtype))})
+        runs.append([backend.to_numpy(a) for a in (p, opt.state["m"]["W"], opt.state["v"]["W"])])
+    (p, m, v), (p_ref, m_ref, v_ref) = runs
     assert not np.any((m != 0) & (np.abs(m) < tiny)) and not np.any((v != 0) & (v < tiny))
     # in units of the smallest normal number: 0.9 * 1.05 < 1 <= 0.9 * 1.3, 0.999 * 1.0005 < 1 <= 0.999 * 1.05
     assert m[2] == 0 and m[3] == 0 and m[0] != 0 and m[1] != 0 and v[3] == 0 and v[2] != 0
+    normal = (np.abs(m_ref) >= tiny) | (m_ref == 0)
+    assert_same(kind, m[normal], m_ref[normal])  # the flush is the only difference
+    if kind == "numpy":  # a GPU flushes subnormal results by itself
+        assert m_ref[2] != 0 and abs(m_ref[2]) < tiny and 0 < v_ref[3] < tiny
+    np.testing.assert_allclose(p, p_ref, rtol=1e-6)  # a subnormal moment moves no weight
 
 
 @pytest.mark.parametrize("eps", [1e-8, 0.0])
-def test_adam_kernel_keeps_nan_and_spares_v_when_eps_is_0(kind, eps):
-    """A NaN gradient must reach p, m and v as in the reference (a diverged run must
-    not look healthy), and with eps = 0 a subnormal v is kept: flushed to 0 under a
-    nonzero m, m / sqrt(v) would be inf."""
+def test_adam_twin_keeps_nan_and_spares_v_when_eps_is_0(kind, eps):
+    """A NaN gradient must reach p, m and v as in the textbook (a diverged run must not
+    look healthy), and with eps = 0 a subnormal v is kept: flushed to 0 under a nonzero
+    m, m / sqrt(v) would be inf."""
     if kind == "cupy" and eps == 0.0:
         pytest.skip("CuPy's compiled arithmetic flushes subnormal results to 0 itself, so on a GPU "
-                    "v is 0 here whatever Adam does (kernel and reference agree: p = -inf)")
+                    "v is 0 here whatever Adam does")
     tiny = np.finfo(np.float32).tiny
     g0 = np.array([np.nan, 1e-19, 0.5], np.float32)  # (1 - b2) (1e-19)^2 is subnormal in float32
     runs = []
-    for off in (False, True):
+    for fused in (True, False):
         p = to_kind(kind, np.ones(3, np.float32))
         opt = Adam(lr=1e-3, eps=eps)
-        with kernels.disabled() if off else contextlib.nullcontext():
-            opt.step({"W": p}, {"W": to_kind(kind, g0)})
+        (kernels.optimizer_step(opt) if fused else opt.step)({"W": p}, {"W": to_kind(kind, g0)})
         runs.append([backend.to_numpy(a) for a in (p, opt.state["m"]["W"], opt.state["v"]["W"])])
     for got, want in zip(*runs):
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-        assert_same(kind, got[1:], want[1:])  # (a NaN would make a GPU tolerance NaN)
     p, m, v = runs[0]
     assert np.isnan(p[0]) and np.isnan(m[0]) and np.isnan(v[0])
     assert np.isfinite(p[1:]).all()
     assert (v[1] == 0) == (eps > 0) and (eps > 0 or 0 < v[1] < tiny)
 
 
+def test_optimizer_step_gives_a_twin_to_adam_alone():
+    with backend.using("numpy"):
+        sgd, adam = SGD(lr=0.1, momentum=0.9), Adam()
+
+        class MyAdam(Adam):  # a subclass may change update: it keeps its own step
+            pass
+
+        mine = MyAdam()
+        assert kernels.optimizer_step(sgd) == sgd.step
+        assert kernels.optimizer_step(mine) == mine.step
+        assert kernels.optimizer_step(adam) != adam.step or not HAVE_NUMBA
+        with kernels.disabled():
+            assert kernels.optimizer_step(adam) == adam.step
+    with backend.using("array_api_strict"):
+        adam = Adam()
+        assert kernels.optimizer_step(adam) == adam.step
+
+
+# ---- the Bernoulli loss and ReLU -----------------------------------------------------
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("rows", [3, 200])  # 200 x 784 is cut into blocks of rows on NumPy
-def test_bernoulli_kernel_equals_the_reference(kind, dtype, rows):
+@pytest.mark.parametrize("rows", [3, 200])
+def test_bernoulli_twin_equals_the_textbook(kind, dtype, rows):
     rng = np.random.default_rng(1)
     logits = rng.standard_normal((rows, 784)) * 6.0
     logits[0, :6] = [0.0, -0.0, 1e-9, -1e-9, 88.0, -88.0]  # the branch point; exp(-|l|) tiny
     x = rng.random((rows, 784))
     x[1:, ::3] = x[1:, ::3] < 0.5  # binary pixels among grey ones
     logits, x = to_kind(kind, logits.astype(dtype)), to_kind(kind, x.astype(dtype))
-    assert kernels.find("bernoulli_nll_rows", logits, x) is not None
-    value, dlogits = bernoulli_nll(logits, x)
-    with kernels.disabled():
-        ref_value, ref_dlogits = bernoulli_nll(logits, x)
+    value, dlogits = kernels.bernoulli_nll(logits, x, check=False)
+    ref_value, ref_dlogits = losses.bernoulli_nll(logits, x, check=False)
     assert_same(kind, value, ref_value)
     assert_same(kind, dlogits, ref_dlogits)
-    assert dlogits.dtype == dtype and backend.to_numpy(value).dtype == dtype
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_relu_backward_kernel_equals_the_reference(kind, dtype):
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((37, 50))
-    x[0, :5] = [0.0, -0.0, 1e-30, -1e-30, 5.0]  # y = 0 exactly: no gradient through it
-    x, dy = to_kind(kind, x.astype(dtype)), to_kind(kind, rng.standard_normal((37, 50)).astype(dtype))
-    relu = ReLU()
-    y = relu.forward(x)
-    assert kernels.find("relu_backward", y, dy) is not None
-    dx = relu.backward(dy)
-    with kernels.disabled():
-        ref = relu.backward(dy)
-    assert_same(kind, dx, ref)
-    assert dx.dtype == dtype and dx is not dy
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_kl_kernel_equals_the_reference_on_cupy(kind_cupy, dtype):
-    rng = np.random.default_rng(5)
-    mu = to_kind("cupy", rng.standard_normal((64, 20)).astype(dtype))
-    logvar = to_kind("cupy", (rng.standard_normal((64, 20)) * 3).astype(dtype))
-    assert kernels.find("kl_std_normal", mu, logvar) is not None
-    fused = kl_std_normal(mu, logvar)
-    with kernels.disabled():
-        reference = kl_std_normal(mu, logvar)
-    for a, b in zip(fused, reference):
-        assert_same("cupy", a, b)
-
-
-def test_kl_has_no_cpu_kernel():
-    """On the CPU the latent arrays are (N, 20): too small for a kernel to pay."""
-    a = np.zeros((8, 3))
-    assert kernels.find("kl_std_normal", a, a) is None
+    assert dlogits.dtype == dtype and backend.to_numpy(value).dtype == dtype and value.ndim == 0
 
 
 @needs_numba
-def test_fused_bernoulli_gradient_passes_the_float64_check():
-    """The central-difference check, on the kernel itself (random upstream: a scalar)."""
+def test_bernoulli_twin_runs_the_textbook_for_checks_and_for_arrays_no_kernel_walks(monkeypatch):
+    from scratchvae.kernels import cpu
+
+    calls = []
+    monkeypatch.setattr(cpu, "bernoulli_nll", lambda *a: calls.append(a) or (0.0, None))
+    a = np.full((4, 5), 0.5, np.float32)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        kernels.bernoulli_nll(a, a + 1.0)  # check=True: the textbook, with its checks
+    for logits, x in [(a, a.astype(np.float64)), (a.T, a.T), (a.astype(np.float16),) * 2, (a[:0], a[:0])]:
+        with pytest.raises(ValueError) if logits.shape[0] == 0 else _nothing():
+            kernels.bernoulli_nll(logits, x, check=False)
+    with kernels.disabled():
+        kernels.bernoulli_nll(a, a, check=False)
+    assert not calls
+    kernels.bernoulli_nll(a, a, check=False)
+    assert len(calls) == 1
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@needs_numba
+def test_bernoulli_twin_gradient_passes_the_float64_check():
+    """The central-difference check, on the compiled twin itself."""
     rng = np.random.default_rng(2)
     logits, x = rng.standard_normal((4, 9)) * 3.0, (rng.random((4, 9)) < 0.5).astype(np.float64)
-    assert kernels.find("bernoulli_nll_rows", logits, x) is not None
-    _, dlogits = bernoulli_nll(logits, x)
-    report = check_function(lambda logits: bernoulli_nll(logits, x)[0], {"logits": logits},
+    _, dlogits = kernels.bernoulli_nll(logits, x, check=False)
+    report = check_function(lambda logits: kernels.bernoulli_nll(logits, x, check=False)[0], {"logits": logits},
                             {"logits": dlogits}, order=4, h=1e-3)
     assert report.max_error < 1e-7, report
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_twin_equals_the_textbook(kind, dtype):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((37, 50))
+    x[0, :5] = [0.0, -0.0, 1e-30, -1e-30, 5.0]  # y = 0 exactly: no gradient through it
+    dy = rng.standard_normal((37, 50))
+    dy[0, :2] = np.nan  # where x <= 0 the gradient is 0, even of a NaN
+    x, dy = to_kind(kind, x.astype(dtype)), to_kind(kind, dy.astype(dtype))
+    twin, textbook = kernels.ReLU(), layers.ReLU()
+    assert_same(kind, twin.forward(x), textbook.forward(x))
+    dx = twin.backward(dy)
+    assert_same(kind, dx, textbook.backward(dy))
+    assert dx.dtype == dtype and dx is not dy and not np.isnan(backend.to_numpy(dx)).any()
+
+
 @needs_numba
-def test_training_with_kernels_equals_training_without():
-    """Twenty steps of a VAE: the same parameters to the last bit, kernels on or off."""
+def test_relu_twin_passes_the_float64_check():
+    with backend.using("numpy", dtype="float64"):
+        rng = np.random.default_rng(5)
+        x = rng.standard_normal((6, 7))
+        x[np.abs(x) < 0.05] = 0.5  # away from the kink
+        report = check_layer(kernels.ReLU(), x, seed=7)
+        assert report.max_error < 1e-7, report
+
+
+# ---- the switch ----------------------------------------------------------------------
+
+
+@needs_numba
+def test_install_swaps_the_relus_and_the_bernoulli_loss_in_place():
+    with backend.using("numpy"):
+        vae = VAE(8, hidden=(6, 5), z_dim=2)
+        assert kernels.install(vae) == ["bernoulli_nll", "enc_body.act1", "enc_body.act2",
+                                        "dec_body.act1", "dec_body.act2"]
+        assert vae.bernoulli_nll is kernels.bernoulli_nll and type(vae.enc_body["act1"]) is kernels.ReLU
+        assert kernels.install(vae) == []  # once is enough
+        assert kernels.install(VAE(8, hidden=(6,), z_dim=2, activation="tanh", likelihood="gaussian")) == []
+        assert kernels.install(Autoencoder(8, hidden=(4,), z_dim=2, loss="bernoulli")) == [
+            "bernoulli_nll", "enc.act1", "dec.act1"]
+        assert kernels.install(TiedAutoencoder(8, 2, activation="relu")) == ["g"]
+        with kernels.disabled():
+            assert kernels.install(VAE(8, hidden=(6,), z_dim=2)) == []
+    with backend.using("array_api_strict"):
+        assert kernels.install(VAE(8, hidden=(6,), z_dim=2)) == []
+
+
+@needs_numba
+@pytest.mark.parametrize("make", [lambda: VAE(30, hidden=(16,), z_dim=3, seed=5),
+                                  lambda: Autoencoder(30, hidden=(16,), z_dim=3, loss="bernoulli", seed=5)],
+                         ids=["vae", "autoencoder"])
+def test_training_with_the_twins_equals_training_with_the_textbook(make):
+    """Three epochs through the Trainer: the same parameters to the last bit."""
     data = (np.random.default_rng(3).random((64, 30)) < 0.4).astype(np.float32)
 
-    def train():
+    def train(use):
         with backend.using("numpy", dtype="float32"):
-            model, opt = VAE(30, hidden=(16,), z_dim=3, seed=5), Adam(lr=1e-2)
-            for step in range(20):
-                model.loss_and_grads(data[(step % 4) * 16:(step % 4 + 1) * 16])
-                opt.step(model.params, model.grads)
+            model = make()
+            t = Trainer(model, Adam(lr=1e-2), batch_size=16, progress=False, kernels=use)
+            assert bool(t.swapped) == use and (t.update == t.optimizer.step) != use
+            t.fit(data, epochs=3)
             return {k: v.copy() for k, v in model.params.items()}
 
-    fused = train()
-    with kernels.disabled():
-        reference = train()
+    fused, textbook = train(True), train(False)
     for k in fused:
-        np.testing.assert_array_equal(fused[k], reference[k], err_msg=k)
-
-
-def test_find_returns_none_where_a_kernel_cannot_walk_the_arrays():
-    a = np.zeros((4, 5), np.float32)
-    assert kernels.find("adam", a, a.astype(np.float64), a, a) is None  # mixed dtypes
-    assert kernels.find("adam", a, a[:, :4].copy(), a, a) is None  # mixed shapes
-    assert kernels.find("adam", a.T, a.T, a.T, a.T) is None  # not C-contiguous
-    assert kernels.find("adam", *(a.astype(np.int32),) * 4) is None  # not floating
-    assert kernels.find("adam", *(a.astype(np.float16),) * 4) is None  # float16: no kernel
-    assert kernels.find("relu_backward", *(a.astype(">f4"),) * 2) is None  # big-endian: numba refuses
-    with backend.using("array_api_strict", dtype="float32"):
-        s = backend.asarray(a)
-        assert kernels.find("adam", s, s, s, s) is None  # the reference runs there
-    with kernels.disabled():
-        assert kernels.find("adam", a, a, a, a) is None
-    with pytest.raises(ValueError, match="unknown kernel 'adamw'.*choose one of"):
-        kernels.find("adamw", a)
-
-
-@needs_numba
-def test_find_gives_the_numba_kernel_for_numpy_arrays_and_status_says_so():
-    a = np.zeros((4, 5), np.float32)
-    assert kernels.find("adam", a, a, a, a) is not None
-    assert kernels.status()["numpy"].startswith("numba ")
-    with kernels.disabled():
-        assert kernels.status()["numpy"].startswith("off")
-    assert kernels.enabled()
+        np.testing.assert_array_equal(fused[k], textbook[k], err_msg=k)
 
 
 def _run(code: str, **env) -> str:
@@ -324,25 +324,33 @@ def _run(code: str, **env) -> str:
     return out.stdout
 
 
-def test_without_numba_the_reference_runs_and_status_says_why():
+def test_without_numba_the_textbook_runs_and_status_says_why():
     code = (
         "import sys; sys.modules['numba'] = None\n"  # as if numba were not installed
         "import numpy as np\n"
         "from scratchvae import kernels\n"
+        "from scratchvae.models import VAE\n"
         "from scratchvae.optim import Adam\n"
-        "a = np.ones(3, np.float32)\n"
-        "print(kernels.find('adam', a, a, a, a))\n"
-        "p = {'w': a.copy()}; Adam(lr=0.1).step(p, {'w': a})\n"
-        "print(p['w'].tolist())\n"
+        "from scratchvae.training import Trainer\n"
+        "t = Trainer(VAE(4, hidden=(3,), z_dim=2), Adam(), batch_size=2, progress=False)\n"
+        "print(t.swapped, t.update == t.optimizer.step)\n"
+        "t.fit(np.full((4, 4), 0.5), epochs=1)\n"
         "print(kernels.status()['numpy'])\n"
     )
     lines = _run(code).splitlines()
-    assert lines[0] == "None"
-    assert [float(v) for v in lines[1].strip("[]").split(",")] == [pytest.approx(0.9)] * 3  # 1 - lr sign(g)
-    assert "numba is not installed" in lines[2] and 'pip install "scratchvae[fast]"' in lines[2]
+    assert lines[0] == "[] True"
+    assert "numba is not installed" in lines[1]
 
 
 def test_environment_variable_turns_kernels_off():
     out = _run("from scratchvae import kernels; print(kernels.enabled(), kernels.status()['numpy'])",
                SCRATCHVAE_KERNELS="off")
-    assert out.startswith("False off: array-API reference")
+    assert out.startswith("False off: the textbook")
+
+
+def test_find_is_deprecated_and_returns_none():
+    a = np.zeros(3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert kernels.find("adam", a, a, a, a) is None
+    assert any(issubclass(w.category, DeprecationWarning) and "install" in str(w.message) for w in caught)

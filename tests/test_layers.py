@@ -167,20 +167,68 @@ def test_sigmoid_and_softplus_functions_at_1e4(bk):
 # -- the layer contract ----------------------------------------------------------------
 
 
-def test_backward_accumulates_and_zero_grad_resets_in_place(bk, hrng):
+def test_backward_writes_the_gradient_of_one_use_whatever_grads_held(bk, hrng):
     layer = Dense(3, 2, rng=backend.RNG(0))
     x = backend.asarray(hrng.normal(size=(4, 3)))
     dy = backend.asarray(hrng.normal(size=(4, 2)))
-    gW = layer.grads["W"]
+    layer.grads["W"][...] = 7.0  # stale values
     layer.forward(x)
     layer.backward(dy)
-    once = host(gW)
-    layer.backward(dy)  # += : a parameter may be used twice
-    np.testing.assert_allclose(host(layer.grads["W"]), 2 * once, rtol=tol(bk))
+    once = host(layer.grads["W"])
     np.testing.assert_allclose(once, host(x).T @ host(dy), rtol=tol(bk), atol=tol(bk))
+    layer.backward(dy)  # written, not added: the same again
+    np.testing.assert_allclose(host(layer.grads["W"]), once, rtol=tol(bk), atol=tol(bk))
+    np.testing.assert_allclose(host(layer.grads["b"]), host(dy).sum(axis=0), rtol=tol(bk), atol=tol(bk))
     layer.zero_grad()
-    assert layer.grads["W"] is gW  # same object: optimizers hold references
-    assert not np.any(host(gW)) and not np.any(host(layer.grads["b"]))
+    assert not np.any(host(layer.grads["W"])) and not np.any(host(layer.grads["b"]))
+
+
+def test_dense_backward_without_dx(bk, hrng):
+    layer = Dense(3, 2, rng=backend.RNG(0))
+    x, dy = backend.asarray(hrng.normal(size=(5, 3))), backend.asarray(hrng.normal(size=(5, 2)))
+    layer.forward(x)
+    dx = layer.backward(dy)
+    gW = host(layer.grads["W"])
+    assert layer.backward(dy, need_dx=False) is None
+    np.testing.assert_allclose(host(layer.grads["W"]), gW, rtol=tol(bk), atol=tol(bk))
+    np.testing.assert_allclose(host(dx), host(dy) @ host(layer.params["W"]).T, rtol=tol(bk), atol=tol(bk))
+
+
+class _Spy(layers.Layer):
+    """A parameter-free layer that counts its backward calls."""
+
+    calls = 0
+
+    def forward(self, x):
+        return x
+
+    def backward(self, dy):
+        _Spy.calls += 1
+        return dy
+
+
+def test_sequential_backward_without_dx_stops_at_the_first_layer_with_parameters(bk, hrng):
+    net = Sequential(_Spy(), Dense(4, 3, rng=backend.RNG(0)), Tanh(), Dense(3, 2, rng=backend.RNG(1)))
+    x, dy = backend.asarray(hrng.normal(size=(6, 4))), backend.asarray(hrng.normal(size=(6, 2)))
+    net.forward(x)
+    _Spy.calls = 0
+    dx = net.backward(dy)
+    assert _Spy.calls == 1 and dx.shape == (6, 4)
+    want = {k: host(g) for k, g in net.grads.items()}
+    assert net.backward(dy, need_dx=False) is None
+    assert _Spy.calls == 1  # the layer before the first Dense was skipped
+    for k, g in net.grads.items():
+        np.testing.assert_allclose(host(g), want[k], rtol=tol(bk), atol=tol(bk), err_msg=k)
+    assert Sequential(_Spy()).backward(dy, need_dx=False) is None  # no layer with parameters
+
+
+def test_relu_backward_passes_dy_where_x_is_positive(bk):
+    x = backend.asarray(np.array([[-1.0, 0.0, 2.0, -0.5, 3.0]]))
+    dy = backend.asarray(np.array([[5.0, 6.0, 7.0, 8.0, 9.0]]))
+    relu = ReLU()
+    np.testing.assert_array_equal(host(relu.forward(x)), [[0.0, 0.0, 2.0, 0.0, 3.0]])
+    np.testing.assert_array_equal(host(relu.backward(dy)), [[0.0, 0.0, 7.0, 0.0, 9.0]])  # 0 at x = 0
+    np.testing.assert_array_equal(host(dy), [[5.0, 6.0, 7.0, 8.0, 9.0]])  # dy untouched
 
 
 def test_params_and_grads_share_keys_shapes_device(bk):

@@ -1,4 +1,4 @@
-"""PCA: the subspace of an SVD, the reconstruction error of eq. (2), scikit-learn agreement."""
+"""PCA: the subspace of an SVD, the minimum reconstruction error, L2 (4), scikit-learn agreement."""
 
 import numpy as np
 import pytest
@@ -48,7 +48,7 @@ def test_reconstruction_error_is_the_discarded_eigenvalues(bk, hrng, q):
     lam = np.linalg.eigvalsh(np.cov(X, rowvar=False, bias=True))[::-1]  # covariance with 1/N
     err = float(pca.reconstruction_error(X))
     np.testing.assert_allclose(err, N * lam[q:].sum(), rtol=tol(bk, 1e-10, 1e-4))
-    # and that is the minimum of eq. (1): a random orthonormal A does worse
+    # and that is the minimum of E(A), L2 (1): a random orthonormal A does worse
     A = np.linalg.qr(hrng.normal(size=(6, q)))[0]
     Xc = X - X.mean(axis=0)
     assert np.sum((Xc - Xc @ A @ A.T) ** 2) > err

@@ -181,7 +181,7 @@ def test_bad_input(bk, hrng):
 
 
 def _spectral_logpdf(Xc, W, s2):
-    """Host oracle for eq. (2) from the eigendecomposition of C = W W' + sigma^2 I.
+    """Host oracle for log N(x; mu, C), L4 (8), from the eigendecomposition of C = W W' + sigma^2 I.
 
     With W = U diag(s) V': C = U diag(s^2 + sigma^2) U' + sigma^2 (I - U U'). No Woodbury, and
     no subtraction of near-equal sums: right to ~1e-9 nats even for sigma^2 / lambda_1 = 1e-13,

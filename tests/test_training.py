@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from scratchvae import backend
+from scratchvae import backend, checkpoint
 from scratchvae.checkpoint import CheckpointError
 from scratchvae.models.autoencoder import Autoencoder
 from scratchvae.models.vae import VAE
@@ -220,7 +220,7 @@ def test_bad_training_data_is_refused_before_any_step():
 
 def test_resume_refuses_a_checkpoint_without_trainer_state(tmp_path):
     model = VAE(12, hidden=(8,), z_dim=2)
-    model.save(tmp_path / "m.npz")
+    checkpoint.save(tmp_path / "m.npz", model)
     with pytest.raises(CheckpointError, match=r"m\.npz was not written by a Trainer.*load_model"):
         Trainer.resume(tmp_path / "m.npz", Adam())
     # a Trainer's checkpoint, resumed with another optimizer: named, and what to pass instead

@@ -1,17 +1,24 @@
 """Principal component analysis by the SVD of the centred data.
 
-The problem: find A (p, q) with orthonormal columns (A'A = I) minimizing the total
-reconstruction error of the centred data xc_n = x_n - mean,
+The problem (lesson 2): find A (D, q) with orthonormal columns (A'A = I) minimizing the
+total reconstruction error of the centred data xc_n = x_n - mean (the lesson's x~_n),
 
-    E(A) = sum_n || xc_n - A A' xc_n ||^2.                                  (1)
+    E(A) = sum_n || xc_n - A A' xc_n ||^2                                   L2 (1)
+         = sum_n ||xc_n||^2 - N tr(A' S A),   S = Xc'Xc / N                 L2 (2)
 
-With the thin SVD Xc = U diag(s) V' (Xc: (N, p), s descending), the minimizer is
-A = V[:, :q] (the top-q right singular vectors = the top-q eigenvectors of the covariance
-Xc'Xc / (N - 1)), and the minimum is the sum of the discarded squared singular values
+so the best A keeps the most variance: its columns solve S u = lambda u, L2 (3), and
+A = U_q, the top-q eigenvectors, with E(U_q) = N sum_{j > q} lambda_j, L2 (4).
 
-    E_min = sum_{j > q} s_j^2 = (N - 1) sum_{j > q} lambda_j,  lambda_j = s_j^2 / (N - 1).  (2)
+The code never forms S. With the thin SVD Xc = U diag(s) V' (Xc: (N, D), s descending),
+the right singular vectors are the eigenvectors of S, so A = V[:, :q], and the minimum is
+the sum of the discarded squared singular values,
 
-Conventions follow scikit-learn: ``components_`` is A' (q, p), one unit-length direction
+    E_min = sum_{j > q} s_j^2 = (N - 1) sum_{j > q} lambda_j,   lambda_j = s_j^2 / (N - 1),
+
+here with scikit-learn's unbiased lambda_j (the lesson's S divides by N: its lambda_j are
+these times (N - 1) / N, and both give the same E_min).
+
+Conventions follow scikit-learn: ``components_`` is A' (q, D), one unit-length direction
 per row; ``explained_variance_`` uses the unbiased (N - 1) normalisation; each row's sign
 is fixed so that its entry of largest magnitude is positive.
 """
@@ -58,10 +65,11 @@ class PCA:
 
     Attributes after fit (backend arrays):
     - mean_: (D,) the data mean.
-    - components_: (q, D) orthonormal rows, the principal directions (A' in eq. 1).
+    - components_: (q, D) orthonormal rows, the principal directions (A' in L2 (1)).
     - singular_values_: (q,) the top-q singular values of the centred data.
     - explained_variance_: (q,) variances along the directions, s^2 / (N - 1).
-    - explained_variance_ratio_: (q,) their fractions of the total variance.
+    - explained_variance_ratio_: (q,) their fractions of the total variance; the
+      cumulative sum is rho(q) of L2 (5).
     - noise_variance_: 0-d, mean of the discarded variances (0 if nothing is discarded),
       as in scikit-learn (see PPCA for the maximum-likelihood version, normalised by N).
     """
@@ -94,8 +102,9 @@ class PCA:
                 "lower n_components"
             )
         mean = xp.mean(X, axis=0)                            # (D,)
+        # L2 (3): the rows of V' are the eigenvectors of S, S u = lambda u, found without forming S
         _, s, Vt = xp.linalg.svd(X - mean, full_matrices=False)  # centred Xc = U diag(s) V'
-        var = s * s / (N - 1)                                # lambda_j, eq. (2)
+        var = s * s / (N - 1)                                # lambda_j, unbiased (module docstring)
         if self.whiten:  # checked before any attribute is set: a failed fit leaves none
             tiny = xp.finfo(X.dtype).eps * max(N, D) * float(var[0])
             if float(xp.min(var[:q])) <= tiny:
@@ -106,9 +115,10 @@ class PCA:
                 )
         total = xp.sum(var)
         self.mean_ = mean
-        self.components_ = fix_signs(Vt[:q, :])              # A' = top-q rows of V'
+        self.components_ = fix_signs(Vt[:q, :])              # L2 (4): A* = U_q, A' = top-q rows of V'
         self.singular_values_ = s[:q]
         self.explained_variance_ = var[:q]
+        # L2 (5): lambda_j / sum_j lambda_j; rho(q) is the cumulative sum of these
         self.explained_variance_ratio_ = var[:q] / total if float(total) > 0 else xp.zeros_like(var[:q])
         rest = var[q:]
         self.noise_variance_ = xp.mean(rest) if rest.shape[0] > 0 else xp.sum(rest)
@@ -126,7 +136,7 @@ class PCA:
         return Y
 
     def transform(self, X):
-        """Coordinates in the principal subspace: z = A'(x - mean) (whitened: / sqrt(lambda)).
+        """Coordinates in the principal subspace: z = U_q'(x - mean), L2 (6) (whitened: / sqrt(lambda)).
 
         Inputs:
         - X: (N, D).
@@ -144,7 +154,7 @@ class PCA:
         return self.fit(X).transform(X)
 
     def inverse_transform(self, Z):
-        """Back to data space: x_hat = A z + mean (un-whitened first if whiten=True).
+        """Back to data space: x_hat = mean + U_q z, L2 (6) (un-whitened first if whiten=True).
 
         Inputs:
         - Z: (N, q).
@@ -158,16 +168,17 @@ class PCA:
         return Z @ self.components_ + self.mean_
 
     def reconstruction_error(self, X):
-        """Total squared reconstruction error, eq. (1): sum_n ||x_n - x_hat_n||^2.
+        """Total squared reconstruction error E(A), L2 (1): sum_n ||x_n - x_hat_n||^2.
 
         Inputs:
         - X: (N, D).
         Returns:
         - 0-d array: the TOTAL over examples (not the mean). On the training data it equals
-          the sum of the discarded squared singular values, (N - 1) * sum_{j>q} lambda_j.
+          the variance not kept, by L2 (2) and (4): the sum of the discarded squared
+          singular values, (N - 1) * sum_{j>q} lambda_j.
         """
         X = self._check_fitted(X)
         xp = array_namespace(X)
         Xc = X - self.mean_
-        R = Xc - (Xc @ self.components_.T) @ self.components_  # (I - A A') xc_n per row
+        R = Xc - (Xc @ self.components_.T) @ self.components_  # L2 (1): (I - A A') xc_n per row
         return xp.sum(R * R)

@@ -1,40 +1,48 @@
 """Probabilistic PCA (Tipping & Bishop 1999): closed-form maximum likelihood, and EM.
 
-The model, for x: (p,) and a latent z: (q,), q < p:
+The model of lesson 4, for x: (p,) and a latent z: (q,), q < p:
 
-    z ~ N(0, I_q),   x | z ~ N(W z + mu, sigma^2 I_p)   =>   x ~ N(mu, C),  C = W W' + sigma^2 I.   (1)
+    z ~ N(0, I_q),   x | z ~ N(W z + mu, sigma^2 I_p)   =>   x ~ N(mu, C),  C = W W' + sigma^2 I.   L4 (8)
 
-Log-likelihood of one example, with M = W'W + sigma^2 I_q (q, q) and xc = x - mu
-(Woodbury: C^-1 = (I - W M^-1 W') / sigma^2; determinant lemma: |C| = sigma^{2(p-q)} |M|):
+Log-likelihood of one example, log N(x; mu, C), with M = W'W + sigma^2 I_q (q, q) and
+xc = x - mu (Woodbury: C^-1 = (I - W M^-1 W') / sigma^2; determinant lemma:
+|C| = sigma^{2(p-q)} |M|):
 
-    log p(x) = -1/2 [ p log 2pi + (p - q) log sigma^2 + log|M| + xc'C^-1 xc ],                (2)
+    log p(x) = -1/2 [ p log 2pi + (p - q) log sigma^2 + log|M| + xc'C^-1 xc ],
     xc'C^-1 xc = (xc'xc - xc'W m) / sigma^2 = ||xc - W m||^2 / sigma^2 + ||m||^2,  m = M^-1 W'xc.
 
 The code uses the last form: the middle one subtracts two numbers that nearly cancel
-when sigma^2 << lambda_1, the largest variance. (5) and (7) below use residuals likewise.
+when sigma^2 << lambda_1, the largest variance. The ELBO and the M-step below use
+residuals likewise.
 
-Closed form (Tipping & Bishop eqs. 7-8): with S = Xc'Xc / N (the ML covariance), its
-eigenvalues lambda_1 >= ... >= lambda_p and eigenvectors U,
+Closed form (Tipping & Bishop eqs. 7-8; lesson 4 states it below L4 (8)): with
+S = Xc'Xc / N (the ML covariance), its eigenvalues lambda_1 >= ... >= lambda_p and
+eigenvectors U,
 
-    mu = mean,   sigma^2 = mean(lambda_{q+1..p}),   W = U_q (Lambda_q - sigma^2 I)^{1/2} R   (R = I here).   (3)
+    mu = mean,   sigma^2 = mean(lambda_{q+1..p}),   W = U_q (Lambda_q - sigma^2 I)^{1/2} R   (R = I here).
 
-Posterior of z given x (Tipping & Bishop eq. 6):
+With R = I this is also W*, the optimum of a linear VAE's decoder, L6 (4).
 
-    q(z_n) = p(z_n | x_n) = N(m_n, S),   m_n = M^-1 W' xc_n,   S = sigma^2 M^-1.       (4)
+Posterior of z given x (Tipping & Bishop eq. 6), the E-step:
 
-EM as coordinate ascent on the ELBO (Neal & Hinton 1998). For q(z_n) = N(m_n, S),
-with E[z z'] summed over n:  Ezz = N S + sum_n m_n m_n',
+    q(z_n) = p(z_n | x_n) = N(m_n, S),   m_n = M^-1 W' xc_n,   S = sigma^2 M^-1.       L4 (9)
+
+EM as coordinate ascent on the ELBO (Neal & Hinton 1998; L4 (4)). For q(z_n) = N(m_n, S),
+with E[z z'] summed over n:  Ezz = N S + sum_n m_n m_n' (the lesson's E),
 
     L(W, sigma^2, q) = sum_n E_q[log p(x_n | z_n) + log p(z_n)] + H[q(z_n)]
       = -N p/2 log(2 pi sigma^2) - (sum_n ||xc_n - W m_n||^2 + N tr(W'W S)) / (2 sigma^2)
-        - N q/2 log 2pi - tr(Ezz)/2 + N q/2 (1 + log 2pi) + N/2 log|S|,               (5)
+        - N q/2 log 2pi - tr(Ezz)/2 + N q/2 (1 + log 2pi) + N/2 log|S|,
 
-and log p(X) = L + sum_n KL(q(z_n) || p(z_n | x_n)). The E-step sets q by (4) (the gap
-closes); the M-step maximizes (5) over W then sigma^2 (Bishop PRML eqs. 12.56-12.57):
+and log p(X) = L + sum_n KL(q(z_n) || p(z_n | x_n)), L4 (2). The E-step sets q by
+L4 (9) (the gap closes); the M-step maximizes L over W then sigma^2 (Bishop PRML eqs.
+12.56-12.57):
 
-    W_new = [sum_n xc_n m_n'] Ezz^-1,                                                (6)
-    sigma^2_new = (sum_n ||xc_n - W_new m_n||^2 + N tr(W_new'W_new S)) / (N p).            (7)
+    W_new = [sum_n xc_n m_n'] Ezz^-1,                                                L4 (10)
+    sigma^2_new = (sum_n ||xc_n - W_new m_n||^2 + N tr(W_new'W_new S)) / (N p)         L4 (10)
 
+(the lesson writes sigma^2_new's numerator as sum_n ||xc_n||^2 - 2 sum_n m_n'W_new'xc_n
++ tr(W_new'W_new Ezz): the same number, see expected_sq_error).
 mu is the sample mean in both methods (its ML value does not depend on W, sigma^2).
 
 EM converges linearly, and slowly when the noise is small: near the optimum the length
@@ -62,7 +70,8 @@ FLOOR_EPS = 4.0  # fit refuses sigma^2 <= FLOOR_EPS * eps * lambda_1: rounding, 
 
 
 def ppca_log_likelihood(Xc, W, sigma2):
-    """Per-example log-likelihood under PPCA, eq. (2), and the posterior means, eq. (4).
+    """Per-example log-likelihood log N(x_n; mu, C) under PPCA, L4 (8), and the posterior
+    means m_n of L4 (9).
 
     Inputs:
     - Xc: (N, p) centred data x - mu.
@@ -76,7 +85,7 @@ def ppca_log_likelihood(Xc, W, sigma2):
     xp = array_namespace(Xc, W)
     p, q = W.shape
     M = W.T @ W + sigma2 * xp.eye(q, dtype=W.dtype, device=W.device)
-    m = xp.linalg.solve(M, (Xc @ W).T).T                   # m_n = M^-1 W'xc_n
+    m = xp.linalg.solve(M, (Xc @ W).T).T                   # L4 (9): m_n = M^-1 W'xc_n
     R = Xc - m @ W.T                                       # (N, p) residuals xc_n - W m_n
     _, logdetM = xp.linalg.slogdet(M)
     # xc'C^-1 xc = (xc'xc - xc'W m) / sigma^2 = ||xc - W m||^2 / sigma^2 + ||m||^2, since
@@ -88,7 +97,8 @@ def ppca_log_likelihood(Xc, W, sigma2):
 
 
 def expected_sq_error(Xc, W, m, S):
-    """sum_n E_q ||xc_n - W z_n||^2 for q(z_n) = N(m_n, S): the numerator in (5) and (7).
+    """sum_n E_q ||xc_n - W z_n||^2 for q(z_n) = N(m_n, S): in the ELBO, and the numerator
+    of sigma^2_new in the M-step, L4 (10).
 
     sum_n ||xc_n||^2 - 2 sum_n m_n'W'xc_n + tr(W'W Ezz)
       = sum_n ||xc_n - W m_n||^2 + N tr(W'W S)        (Ezz = N S + sum_n m_n m_n'),
@@ -106,14 +116,21 @@ def expected_sq_error(Xc, W, m, S):
 
 
 def ppca_elbo(Xc, W, sigma2, m, S):
-    """The ELBO (5) per example, for q(z_n) = N(m_n, S) and parameters (W, sigma^2).
+    """The ELBO L(theta, q) of L4 (2) per example (module docstring), for q(z_n) = N(m_n, S)
+    and parameters (W, sigma^2).
+
+    With S diagonal, S = diag(s^2), this is the linear VAE's closed-form ELBO L6 (2)
+    averaged over the examples (with b = the data mean; the VAE's s^2 may vary with x,
+    here it is shared): N tr(W'W S) = N sum_k s_k^2 ||w_k||^2, and the prior and entropy
+    terms add up to minus the KL to N(0, I).
 
     Inputs:
     - Xc: (N, p) centred data.
     - W: (p, q), sigma2: 0-d.
     - m: (N, q) means of q(z_n); S: (q, q) their shared covariance.
     Returns:
-    - 0-d array, L / N. Equals the mean log-likelihood when q is the exact posterior (4).
+    - 0-d array, L / N. Equals the mean log-likelihood when q is the exact posterior L4 (9):
+      the KL in L4 (2) is then 0.
     """
     xp = array_namespace(Xc, W)
     N, p = Xc.shape
@@ -127,7 +144,7 @@ def ppca_elbo(Xc, W, sigma2, m, S):
 
 
 class PPCA:
-    """Probabilistic PCA, fitted in closed form (3) or by EM (4)-(7).
+    """Probabilistic PCA, L4 (8), fitted in closed form or by EM, L4 (9)-(10).
 
     >>> model = PPCA(2).fit(X)                  # closed form
     >>> em = PPCA(2, method="em", seed=0).fit(X)
@@ -235,11 +252,11 @@ class PPCA:
         # eigenvalue below eps lambda_1; from s, lambda_i is good to about eps^2 lambda_1.
         _, s, Vt = xp.linalg.svd(Xc, full_matrices=False)  # descending; min(N, p) of them
         lam = s * s / N                                    # lambda_i (the rest, if N < p, are 0)
-        sigma2 = xp.sum(lam[q:]) / (p - q)                 # eq. (3): mean of the p - q discarded
+        sigma2 = xp.sum(lam[q:]) / (p - q)                 # sigma^2: mean of the p - q discarded
         self._check_sigma2(sigma2, self._floor(Xc, lam[0]))
         Uq = fix_signs(Vt[:q, :]).T                        # (p, q) top-q eigenvectors
         scale = xp.sqrt(xp.clip(lam[:q] - sigma2, 0.0, None))  # (Lambda_q - sigma^2 I)^{1/2}
-        W = Uq * scale[None, :]                            # R = I
+        W = Uq * scale[None, :]                            # R = I: L6 (4)'s W*, the linear VAE's optimum
         logp, m, M = ppca_log_likelihood(Xc, W, sigma2)
         ll = xp.mean(logp)
         elbo = ppca_elbo(Xc, W, sigma2, m, sigma2 * xp.linalg.inv(M))
@@ -284,17 +301,17 @@ class PPCA:
         ll = float(xp.mean(logp))
         converged = False
         for it in range(1, self.max_iter + 1):
-            # E-step: q(z_n) = p(z_n | x_n) = N(m_n, S), eq. (4); the ELBO now equals log p(X)
+            # E-step, L4 (9): q(z_n) = p(z_n | x_n) = N(m_n, S); now ELBO = log p(X), L4 (2)
             S = sigma2 * xp.linalg.inv(M)                  # S = sigma^2 M^-1
             hist["log_likelihood"].append(ll)
             hist["elbo"].append(float(ppca_elbo(Xc, W, sigma2, m, S)))
             hist["step"].append("E")
 
-            # M-step: maximize the ELBO (5) over W, then sigma^2, eqs. (6)-(7)
+            # M-step, L4 (10): maximize the ELBO over W, then sigma^2
             Ezz = N * S + m.T @ m                          # sum_n E[z_n z_n']
             XcTm = Xc.T @ m                                # sum_n xc_n m_n'  (p, q)
-            W = xp.linalg.solve(Ezz, XcTm.T).T             # eq. (6): XcTm Ezz^-1 (Ezz symmetric)
-            sigma2 = expected_sq_error(Xc, W, m, S) / (N * p)  # eq. (7)
+            W = xp.linalg.solve(Ezz, XcTm.T).T             # L4 (10): W_new = XcTm Ezz^-1 (Ezz symmetric)
+            sigma2 = expected_sq_error(Xc, W, m, S) / (N * p)  # L4 (10): sigma^2_new
             self._check_sigma2(sigma2, floor)
             m_old = m
             logp, m, M = ppca_log_likelihood(Xc, W, sigma2)  # new parameters, next posterior
@@ -320,7 +337,7 @@ class PPCA:
         return X - self.mean_
 
     def score_samples(self, X):
-        """log p(x_n) under the fitted model, eq. (2).
+        """log p(x_n) = log N(x_n; mu, C) under the fitted model, L4 (8).
 
         Inputs:
         - X: (N, p).
@@ -330,12 +347,16 @@ class PPCA:
         return ppca_log_likelihood(self._centred(X), self.W_, self.noise_variance_)[0]
 
     def score(self, X):
-        """Mean log-likelihood per example (0-d array), as scikit-learn's PCA.score."""
+        """Mean log-likelihood per example (0-d array), as scikit-learn's PCA.score.
+
+        After a closed-form fit this is ell_PPCA, the maximum: by L6 (3) no linear VAE's
+        ELBO on the same data exceeds it.
+        """
         logp = self.score_samples(X)
         return array_namespace(logp).mean(logp)
 
     def posterior(self, X):
-        """Posterior of z given x, eq. (4): q(z_n) = N(m_n, S).
+        """Posterior of z given x, L4 (9): q(z_n) = N(m_n, S).
 
         Inputs:
         - X: (N, p).
@@ -351,7 +372,7 @@ class PPCA:
         return self.posterior(X)[0]
 
     def sample(self, n: int, seed: int | None = 0):
-        """Draw n examples from the model (1): x = W z + mu + sigma eps.
+        """Draw n examples from the model L4 (8): x = W z + mu + sigma eps.
 
         Returns:
         - X: (n, p).

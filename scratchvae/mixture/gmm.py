@@ -1,32 +1,36 @@
 """Gaussian mixture fitted by EM (Dempster, Laird & Rubin 1977; Bishop PRML sec. 9.2).
 
-The model: p(x) = sum_k pi_k N(x | mu_k, Sigma_k), k = 1..K. With responsibilities
-r_nk = q(z_n = k), EM is coordinate ascent on the ELBO (Neal & Hinton 1998)
+The model of lesson 4: p(x) = sum_k pi_k N(x; mu_k, Sigma_k), k = 1..K, L4 (1). With
+responsibilities r_nk = q(z_n = k), EM is coordinate ascent on the ELBO (Neal & Hinton
+1998; L4 (4)), per example as everything here,
 
-    L(theta, r) = sum_n sum_k r_nk [log pi_k + log N(x_n | mu_k, Sigma_k) - log r_nk],   (1)
-    log p(X | theta) = L(theta, r) + sum_n KL(r_n || p(z_n | x_n, theta)).               (2)
+    L(theta, r) = (1/N) sum_n sum_k r_nk [log pi_k + log N(x_n; mu_k, Sigma_k) - log r_nk],   L4 (3)
+    log p(X | theta) / N = L(theta, r) + (1/N) sum_n KL(r_n || p(z_n | x_n, theta)).          L4 (2)
 
 E-step (PRML 9.23): r_nk = p(z_n = k | x_n), computed in logs with a stable log-sum-exp,
 
-    log r_nk = log pi_k + log N(x_n | mu_k, Sigma_k) - logsumexp_j [log pi_j + log N(x_n | mu_j, Sigma_j)];   (3)
+    log r_nk = log pi_k + log N(x_n; mu_k, Sigma_k) - logsumexp_j [log pi_j + log N(x_n; mu_j, Sigma_j)];   L4 (6)
 
-after it the KL in (2) is 0, so L = log p(X).
-M-step (PRML 9.24-9.27): maximize (1) over theta with r fixed,
+after it the KL in L4 (2) is 0, so L = log p(X) / N.
+M-step (PRML 9.24-9.27): maximize L4 (3) over theta with r fixed,
 
-    N_k = sum_n r_nk,  pi_k = N_k / N,  mu_k = sum_n r_nk x_n / N_k,                     (4)
-    Sigma_k = sum_n r_nk (x_n - mu_k)(x_n - mu_k)' / N_k + reg_covar I.                 (5)
+    N_k = sum_n r_nk,  pi_k = N_k / N,  mu_k = sum_n r_nk x_n / N_k,                     L4 (7)
+    Sigma_k = sum_n r_nk (x_n - mu_k)(x_n - mu_k)' / N_k + reg_covar I.                 L4 (7)
+
+Neither step lowers L, so log p(X) never decreases, L4 (5).
 
 reg_covar (default 1e-6, scikit-learn's convention) is a covariance floor: a component
 that collapses onto one point keeps a finite density instead of a singular covariance.
-It makes (5) the maximizer only up to O(reg_covar^2), which is far below rounding for
-data of unit scale. A covariance counts as singular when a variance (diag, spherical)
-or a squared Cholesky pivot L_ii^2 (full; each pivot bounds the smallest eigenvalue from
-above) falls to eps(dtype) * (mean data variance) or below: fit raises ValueError (raise
-reg_covar or rescale the data) instead of returning an unbounded log-likelihood or NaN.
-With reg_covar = 0 that is what a collapse onto one point gives.
+It makes the Sigma_k of L4 (7) the maximizer only up to O(reg_covar^2), which is far
+below rounding for data of unit scale. A covariance counts as singular when a variance
+(diag, spherical) or a squared Cholesky pivot L_ii^2 (full; each pivot bounds the
+smallest eigenvalue from above) falls to eps(dtype) * (mean data variance) or below: fit
+raises ValueError (raise reg_covar or rescale the data) instead of returning an unbounded
+log-likelihood or NaN. With reg_covar = 0 that is what a collapse onto one point gives.
 
 covariance_type: "full" Sigma_k (K, D, D); "diag" Sigma_k = diag(s_k), covariances (K, D);
-"spherical" Sigma_k = s_k I, covariances (K,) (s_k = the mean of the diagonal of (5)).
+"spherical" Sigma_k = s_k I, covariances (K,) (s_k = the mean of the diagonal of the
+Sigma_k of L4 (7)).
 All log-likelihoods and ELBOs reported are per-example MEANS (nats per example), as
 ``score`` is.
 """
@@ -87,7 +91,7 @@ def cholesky_factors(covariances, covariance_type: str, floor: float = 0.0):
 
 
 def log_gaussian(X, means, factors, covariance_type: str):
-    """log N(x_n | mu_k, Sigma_k) for every example and component.
+    """log N(x_n; mu_k, Sigma_k) for every example and component: the densities of L4 (1).
 
     log N = -1/2 [D log 2pi + log|Sigma_k| + (x - mu_k)' Sigma_k^-1 (x - mu_k)],
     with Sigma = L L':  log|Sigma| = 2 sum_i log L_ii,  the quadratic form = ||L^-1 (x - mu)||^2.
@@ -117,7 +121,7 @@ def log_gaussian(X, means, factors, covariance_type: str):
 
 
 def m_step(X, resp, covariance_type: str, reg_covar: float):
-    """Closed-form M-step, eqs. (4)-(5).
+    """Closed-form M-step, L4 (7), with reg_covar added to the variances.
 
     Inputs:
     - X: (N, D) data; resp: (N, K) responsibilities, rows summing to 1.
@@ -126,6 +130,7 @@ def m_step(X, resp, covariance_type: str, reg_covar: float):
     """
     xp = array_namespace(X, resp)
     D = X.shape[1]
+    # L4 (7): weighted counts, means and covariances
     nk = xp.sum(resp, axis=0) + 10.0 * xp.finfo(X.dtype).eps         # N_k (> 0: an empty component stays finite)
     weights = nk / xp.sum(nk)                                         # pi_k = N_k / N
     means = (resp.T @ X) / nk[:, None]                                # mu_k = sum_n r_nk x_n / N_k
@@ -135,19 +140,19 @@ def m_step(X, resp, covariance_type: str, reg_covar: float):
         eye = xp.eye(D, dtype=X.dtype, device=X.device)
         cov = xp.matrix_transpose(rk * diff) @ diff / nk[:, None, None]  # sum_n r (x - mu)(x - mu)' / N_k
         return weights, means, cov + reg_covar * eye
-    var = xp.sum(rk * diff * diff, axis=1) / nk[:, None] + reg_covar  # diagonal of (5)
+    var = xp.sum(rk * diff * diff, axis=1) / nk[:, None] + reg_covar  # diagonal of Sigma_k, L4 (7)
     if covariance_type == "diag":
         return weights, means, var
     return weights, means, xp.mean(var, axis=1)                       # spherical
 
 
 def elbo(log_resp, log_joint):
-    """The ELBO (1) per example: mean_n sum_k r_nk [log_joint_nk - log r_nk].
+    """The ELBO per example, L4 (3): mean_n sum_k r_nk [log_joint_nk - log r_nk].
 
     Inputs:
-    - log_resp: (N, K) log r_nk (finite: r_nk = 0 would need 0 log 0 = 0, and (3) never
-      gives exactly 0 in logs).
-    - log_joint: (N, K) log pi_k + log N(x_n | mu_k, Sigma_k).
+    - log_resp: (N, K) log r_nk (finite: r_nk = 0 would need 0 log 0 = 0, and the E-step
+      L4 (6) never gives exactly 0 in logs).
+    - log_joint: (N, K) log pi_k + log N(x_n; mu_k, Sigma_k).
     Returns:
     - 0-d array.
     """
@@ -241,13 +246,13 @@ class GaussianMixture:
 
     # ------------------------------------------------------------------ EM
     def _m_step(self, X, resp, var_floor: float) -> Theta:
-        """Eqs. (4)-(5), and the Cholesky factors of the new covariances."""
+        """The M-step L4 (7), and the Cholesky factors of the new covariances."""
         weights, means, covariances = m_step(X, resp, self.covariance_type, self.reg_covar)
         return Theta(weights, means, covariances,
                      cholesky_factors(covariances, self.covariance_type, var_floor))
 
     def _log_joint(self, X, theta: Theta | None = None):
-        """log pi_k + log N(x_n | mu_k, Sigma_k): (N, K), under theta (default: the fit)."""
+        """log pi_k + log N(x_n; mu_k, Sigma_k): (N, K), under theta (default: the fit)."""
         if theta is None:
             theta = Theta(self.weights_, self.means_, self.covariances_, self._factors)
         xp = array_namespace(X)
@@ -277,8 +282,9 @@ class GaussianMixture:
         log_joint = self._log_joint(X, theta)
         hist = {"log_likelihood": [], "elbo": [], "step": []}
         converged = False
+        # EM, L4 (4): coordinate ascent on the ELBO, an E-step (over q) then an M-step (over theta)
         for it in range(1, self.max_iter + 1):
-            # E-step, eq. (3): r_nk = p(z_n = k | x_n); the ELBO (1) now equals log p(X)
+            # E-step, L4 (6): r_nk = p(z_n = k | x_n); the KL of L4 (2) is now 0: ELBO = log p(X)
             log_norm = logsumexp(log_joint, axis=1)                  # log p(x_n)
             log_resp = log_joint - log_norm[:, None]
             ll = float(xp.mean(log_norm))
@@ -286,7 +292,7 @@ class GaussianMixture:
             hist["elbo"].append(float(elbo(log_resp, log_joint)))
             hist["step"].append("E")
 
-            # M-step, eqs. (4)-(5): maximize (1) over pi, mu, Sigma with r fixed
+            # M-step, L4 (7): maximize the ELBO L4 (3) over pi, mu, Sigma with r fixed
             theta = self._m_step(X, xp.exp(log_resp), var_floor)
             log_joint = self._log_joint(X, theta)
             ll_new = float(xp.mean(logsumexp(log_joint, axis=1)))
@@ -296,8 +302,8 @@ class GaussianMixture:
             if not math.isfinite(ll_new):
                 raise ValueError("EM produced a non-finite log-likelihood; rescale the data or "
                                  "raise reg_covar")
-            # converged when this iteration's gain is a small part of the gain so far: a
-            # difference of log-likelihoods, so the units of the data do not matter
+            # log p(X) never decreases, L4 (5): converged when this iteration's gain is a small
+            # part of the gain so far (a difference of log-likelihoods: units do not matter)
             if abs(ll_new - ll) <= self.tol * abs(ll_new - hist["log_likelihood"][0]):
                 converged = True
                 break
@@ -316,7 +322,7 @@ class GaussianMixture:
         return X
 
     def score_samples(self, X):
-        """log p(x_n) = logsumexp_k [log pi_k + log N(x_n | mu_k, Sigma_k)]: (N,)."""
+        """log p(x_n) = logsumexp_k [log pi_k + log N(x_n; mu_k, Sigma_k)], L4 (1): (N,)."""
         return logsumexp(self._log_joint(self._checked(X)), axis=1)
 
     def score(self, X):
@@ -325,7 +331,7 @@ class GaussianMixture:
         return array_namespace(logp).mean(logp)
 
     def predict_proba(self, X):
-        """Responsibilities p(z_n = k | x_n), eq. (3): (N, K), rows summing to 1."""
+        """Responsibilities r_nk = p(z_n = k | x_n), L4 (6): (N, K), rows summing to 1."""
         log_joint = self._log_joint(self._checked(X))
         xp = array_namespace(log_joint)
         return xp.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
@@ -336,7 +342,7 @@ class GaussianMixture:
         return array_namespace(log_joint).argmax(log_joint, axis=1)
 
     def sample(self, n: int, seed: int | None = 0):
-        """Draw n examples: k ~ Categorical(pi), x = mu_k + L_k eps, eps ~ N(0, I).
+        """Draw n examples from L4 (1): k ~ Categorical(pi), x = mu_k + L_k eps, eps ~ N(0, I).
 
         Returns:
         - X: (n, D) samples; labels: (n,) int64 components they came from.

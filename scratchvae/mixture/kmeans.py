@@ -11,7 +11,9 @@ same points on every backend (to rounding of the distances).
 
 Lloyd's algorithm is EM's hard-assignment limit: assign each point to its nearest centre
 (an E-step with responsibilities in {0, 1}), then move each centre to the mean of its
-points (an M-step).
+points (an M-step). Each assignment is the nearest-centroid rule of L3 (4),
+y(x) = argmin_c ||x - m_c|| with m_c the mean of the points labelled c, applied with the
+labels of the previous step instead of given ones.
 """
 
 from __future__ import annotations
@@ -92,12 +94,12 @@ def kmeans(X, n_clusters: int, seed: int | None = 0, max_iter: int = 100):
     centers, _ = kmeans_plusplus(X, n_clusters, backend.RNG(seed))
     labels = None
     for _ in range(max_iter):
-        # E-step (hard): nearest centre
+        # E-step (hard): nearest centre, the nearest-centroid rule of L3 (4)
         new = xp.argmin(sq_distances(X, centers), axis=1)
         if labels is not None and bool(xp.all(new == labels)):
             break
         labels = new
-        # M-step: centre = mean of its points (an empty cluster keeps its centre)
+        # M-step: centre = mean of its points, L3 (4)'s m_c (an empty cluster keeps its centre)
         R = one_hot(labels, n_clusters, X.dtype)           # (N, K)
         counts = xp.sum(R, axis=0)                         # (K,)
         sums = R.T @ X                                     # (K, D)

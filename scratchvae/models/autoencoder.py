@@ -46,7 +46,8 @@ class AutoencoderBase(Model):
             raise ValueError(f"unknown loss {loss!r}: choose 'mse' (real data) or 'bernoulli' (data in [0, 1])")
         # loss_kind, not loss: ``model.loss(x)`` is the forward-only method the trainer calls
         self.x_dim, self.z_dim, self.loss_kind = int(x_dim), int(z_dim), loss
-        self.bernoulli_nll = bernoulli_nll  # an attribute: the Trainer's fast path may swap in a twin
+        if loss == "bernoulli":  # an attribute, so that the Trainer's kernels.install can swap in a twin
+            self.bernoulli_nll = bernoulli_nll
         self.image_shape = check_image_shape(image_shape, x_dim)  # (H, W) or (C, H, W), or None
         self.corruption = corruption
         self.noise_level = check_corruption(corruption, noise_level, self.image_shape, x_dim)
@@ -79,7 +80,7 @@ class AutoencoderBase(Model):
         target = self._target(x, target, check)
         x_in = x
         if self.corruption is not None:
-            x_in = corrupt(x, self.corruption, self.noise_level, self.rng, self.image_shape)
+            x_in = corrupt(x, self.corruption, self.noise_level, self.rng, self.image_shape)  # L3 (5) x~ ~ C(x~ | x)
         return x_in, target
 
     def _rec_loss(self, out, target, check: bool):
@@ -106,7 +107,7 @@ class AutoencoderBase(Model):
         raise NotImplementedError
 
     def decode(self, h):
-        """The reconstruction in data space from a code.
+        """The reconstruction in data space from a code (any code: L3 (7) decodes random ones).
 
         Inputs:  h: (N, K).
         Returns: x_hat: (N, D); sigmoid(logits) for loss="bernoulli".
@@ -116,7 +117,8 @@ class AutoencoderBase(Model):
         return sigmoid(out) if self.loss_kind == "bernoulli" else out
 
     def reconstruct(self, x):
-        """x_hat = decode(encode(x)), with no corruption. x: (N, D) -> (N, D)."""
+        """x_hat = decode(encode(x)), with no corruption; ||x - x_hat||^2 is the anomaly
+        score of L3 (6). x: (N, D) -> (N, D)."""
         return self.decode(self.encode(x))
 
 
@@ -184,7 +186,7 @@ class Autoencoder(AutoencoderBase):
         x_in, target = self._prepare(x, target, check)
         h = self.enc.forward(x_in)  # h = enc(x~)
         out = self.dec.forward(h)  # x_hat or logits
-        value, dout = self._rec_loss(out, target, check)
+        value, dout = self._rec_loss(out, target, check)  # L3 (3) L = (1/N) sum_n ||x_n - g(f(x~_n))||^2
         dh = self.dec.backward(dout)  # dL/dh, and dL/d(decoder params)
         self.enc.backward(dh, need_dx=False)  # dL/d(encoder params); x is the data
         return value, {"rec": value}

@@ -1,9 +1,13 @@
 """Corruption for denoising autoencoders: x~ = corrupt(x), then reconstruct the clean x.
 
 Vincent, Larochelle, Bengio and Manzagol (2008), "Extracting and composing robust
-features with denoising autoencoders": the encoder sees a corrupted copy x~ and the
-loss compares the reconstruction with the clean x, so the code must capture structure
-that survives the corruption.
+features with denoising autoencoders": the encoder sees a corrupted copy
+x~ ~ C(x~ | x) and the loss compares the reconstruction with the clean x,
+
+    L_DAE = (1/N) sum_n E_{x~_n ~ C(. | x_n)} ||x_n - g_theta(f_phi(x~_n))||^2,      L3 (5)
+
+so the code must capture structure that survives the corruption. This module draws
+x~ from C; the models (``corruption=...``) draw a fresh x~ for every batch.
 
 kind        level means                          x~
 "gaussian"  standard deviation s (default 0.3)   x + s eps,  eps ~ N(0, I)
@@ -168,7 +172,8 @@ def gaussian_blur(x, image_shape, sigma: float):
 
 
 def corrupt(x, kind, level=None, rng=None, image_shape=None):
-    """Corrupt a batch for a denoising autoencoder (see the module table).
+    """Corrupt a batch for a denoising autoencoder: x~ ~ C(x~ | x) of L3 (5) (see the
+    module table).
 
     Inputs:
     - x: (N, D) clean data.

@@ -92,12 +92,13 @@ class TiedAutoencoder(AutoencoderBase):
         x_in, target = self._prepare(x, target, check)
         xp = array_namespace(x_in)
         W = self.params["W"]
-        h = self._encoder_out(x_in)  # h = g(x~ W + b_enc)    (N, K)
-        out = self._decoder_out(h)  # x_hat = h W^T + b_dec    (N, D)
+        h = self._encoder_out(x_in)  # L3 (1) h = g(a), a = x~ W + b_enc    (N, K)
+        out = self._decoder_out(h)  # L3 (1) x_hat = h W^T + b_dec    (N, D)
         value, dout = self._rec_loss(out, target, check)  # dout = dL/dx_hat
+        # L3 (1) L = (1/N) sum_n ||x_n - x_hat_n||^2 (loss="mse"); linear g, no bias, centred x: L2 (7)
         dh = dout @ W  # dL/dh = dL/dx_hat W                     (N, K)
         da = self.g.backward(dh)  # dL/da = dL/dh * g'(a)       (N, K)
-        # W is used twice: its gradient is the sum of its encoder and its decoder use
+        # L3 (2) W is used twice: its gradient is the sum of its encoder and its decoder use
         self.grads["W"] = x_in.T @ da + dout.T @ h  # x^T (dL/dh * g'(a)) + (dL/dx_hat)^T h  (D, K)
         if self.bias:
             self.grads["b_enc"] = xp.sum(da, axis=0)  # dL/db_enc = sum over rows of dL/da

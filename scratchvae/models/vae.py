@@ -1,12 +1,12 @@
 """The variational autoencoder of Kingma and Welling (2014), every gradient by hand.
 
-Generative model        z ~ N(0, I),   x | z ~ p_theta(x | z)   (Bernoulli or Gaussian)
-Inference model         q_phi(z | x) = N(mu_phi(x), diag exp(logvar_phi(x)))
+Generative model        z ~ N(0, I),   x | z ~ p_theta(x | z)   (Bernoulli or Gaussian)   L5 (1)
+Inference model         q_phi(z | x) = N(mu_phi(x), diag exp(logvar_phi(x)))                L5 (2)
 
 Evidence lower bound, per example (the training objective is its negative):
 
-    ELBO(x) = E_q[log p_theta(x | z)] - KL(q_phi(z | x) || N(0, I))             (1)
-            ~ (1/L) sum_l log p_theta(x | z_l) - KL,   z_l = mu + sigma * eps_l    (2)
+    ELBO(x) = E_q[log p_theta(x | z)] - KL(q_phi(z | x) || N(0, I))             L5 (3)
+            ~ (1/L) sum_l log p_theta(x | z_l) - KL,   z_l = mu + sigma * eps_l    L5 (5)
 
 with the KL in closed form (scratchvae.losses.kl_std_normal) and eps_l ~ N(0, I).
 
@@ -53,7 +53,8 @@ class VAE(Model):
     - decoder_logvar: Gaussian only. "learned" for a learned per-dimension log-variance
       (parameter "dec.logvar", shape (D,)); "isotropic" for one learned log sigma^2
       shared by all dimensions (shape (1,); with no hidden layers this is probabilistic
-      PCA's noise model); or a number for a fixed log sigma^2.
+      PCA's noise model, and the model is the linear VAE of L6 (1)); or a number for a
+      fixed log sigma^2.
     - activation: hidden activation name (see scratchvae.layers.activation).
     - seed: seeds the initial weights and the model's noise (``self.rng``).
 
@@ -82,9 +83,8 @@ class VAE(Model):
                            likelihood=likelihood, activation=activation, seed=int(seed),
                            decoder_logvar=decoder_logvar if learned else float(decoder_logvar))
         self.x_dim, self.z_dim, self.likelihood = int(x_dim), int(z_dim), likelihood
-        # -log p(x | z) for the Bernoulli decoder, held as an attribute so that the Trainer's
-        # fast path (scratchvae.kernels.install) can put its compiled twin in its place
-        self.bernoulli_nll = bernoulli_nll
+        if likelihood == "bernoulli":  # -log p(x | z); an attribute, so that the Trainer's
+            self.bernoulli_nll = bernoulli_nll  # kernels.install can put its compiled twin here
         self.rng = backend.RNG(seed)
         layers.activation(activation)  # an unknown name fails here, also with hidden=()
         init = "he" if activation.lower() in ("relu", "leaky_relu") else "glorot"
@@ -139,7 +139,8 @@ class VAE(Model):
                    name=name)
 
     def encode(self, x):
-        """q_phi(z | x): x (N, D) -> mu (N, K), logvar (N, K)."""
+        """q_phi(z | x) of L5 (2): x (N, D) -> mu (N, K), logvar (N, K). It stands in for
+        the posterior p_theta(z | x), which the nonlinear decoder makes intractable, L4 (11)."""
         h = self.enc_body.forward(x)
         return self.enc_mu.forward(h), self.enc_logvar.forward(h)
 
@@ -159,7 +160,7 @@ class VAE(Model):
     def sample(self, n: int, mean: bool = True):
         """n draws z ~ N(0, I), decoded; ``mean=True`` returns E[x | z] (the usual
         picture), ``mean=False`` a sample x ~ p(x | z). Returns (n, D)."""
-        z = self.rng.normal((check_positive_int(n, "n"), self.z_dim))
+        z = self.rng.normal((check_positive_int(n, "n"), self.z_dim))  # L5 (1) z ~ N(0, I)
         m = self.mean_image(self.decode(z))
         if mean:
             return m
@@ -203,7 +204,7 @@ class VAE(Model):
     # ---- the objective and its gradient ----------------------------------------
 
     def loss_and_grads(self, x, n_samples: int = 1, eps=None, beta: float = 1.0, check: bool = True):
-        """Negative ELBO (2) by Monte Carlo with L = n_samples, and all its gradients.
+        """Negative ELBO, L5 (5), by Monte Carlo with L = n_samples, and all its gradients.
 
         Inputs:
         - x: (N, D) batch.
@@ -225,14 +226,16 @@ class VAE(Model):
         # forward: encoder, reparameterization, decoder
         mu, logvar, z, rcache, out, x_rep = self._forward(x, eps)
         # rec = (1/(L N)) sum_{l,n} -log p(x_n | z_ln): the mean over the batch AND the
-        # L samples, so its gradient already carries the 1/L of the Monte-Carlo average.
+        # L samples, so its gradient already carries the 1/L of the Monte-Carlo average,
+        # which divides the gradient's variance by L, L5 (8).
         rec, dout, dlogvar_dec = self._rec(out, x_rep)
         kl, dmu_kl, dlogvar_kl = kl_std_normal(mu, logvar, check=False)
-        loss = rec + beta * kl
+        loss = rec + beta * kl  # L5 (3) -ELBO = -E_q log p(x | z) + KL; beta = 1 is the ELBO
         # backward: decoder -> reparameterization -> encoder, each gradient written
         if self.learn_logvar:
             self._extra_grads["dec.logvar"] = dlogvar_dec  # d rec / d decoder logvar
         dz = self.dec_body.backward(self.dec_out.backward(dout))  # d rec / dz      (L N, K)
+        # L5 (7) the pathwise gradient: d rec / dz (the decoder's) times dz / d(mu, logvar), L5 (9a)
         dmu, dlogvar = reparam_backward(xp.reshape(dz, (L, N, K)), rcache)  # sums over L
         dmu = dmu + beta * dmu_kl  # the KL gradient joins here: d(beta KL)/dmu = beta mu / N
         dlogvar = dlogvar + beta * dlogvar_kl  # d(beta KL)/dlogvar = beta (exp(logvar) - 1) / (2N)
@@ -241,7 +244,7 @@ class VAE(Model):
         return loss, {"rec": rec, "kl": kl, "neg_elbo": rec + kl}
 
     def loss(self, x, n_samples: int = 1, check: bool = True):
-        """The negative ELBO (2) and its parts, forward only (no gradients).
+        """The negative ELBO, L5 (5), and its parts, forward only (no gradients).
 
         Returns (loss, stats) like loss_and_grads with beta = 1.
         """
@@ -285,7 +288,7 @@ class VAE(Model):
                        reduce: bool = True):
         """Importance-weighted estimate of log p(x) (Burda et al., 2016):
 
-            log p(x) ~ log (1/k) sum_i p(x, z_i) / q(z_i | x),   z_i ~ q(z | x)
+            log p(x) ~ log (1/k) sum_i p(x, z_i) / q(z_i | x),   z_i ~ q(z | x)    L5 (10)
 
         a lower bound in expectation that rises to log p(x) as k grows (k = 1 is the
         ELBO). Computed in batches of examples and chunks of samples (at most
@@ -317,7 +320,7 @@ class VAE(Model):
         """The score-function (REINFORCE) estimate of the encoder's gradient of the
         negative ELBO, for comparison with the reparameterized one.
 
-            d/dphi E_q[f(z)] = E_q[f(z) d/dphi log q_phi(z | x)],   f(z) = -log p(x | z)
+            d/dphi E_q[f(z)] = E_q[f(z) d/dphi log q_phi(z | x)],   f(z) = -log p(x | z)    L5 (6)
             d log q / d mu     = (z - mu) / sigma^2 = eps / sigma
             d log q / d logvar = ((z - mu)^2 / sigma^2 - 1) / 2 = (eps^2 - 1) / 2
 
