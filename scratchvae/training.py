@@ -1,4 +1,4 @@
-"""The minibatch training loop, for any model with ``loss_and_grads``.
+"""The minibatch training loop, for any model on the contract of ``scratchvae.model.Model``.
 
     trainer = Trainer(model, Adam(lr=1e-3), batch_size=128, seed=0)
     history = trainer.fit(x_train, x_val, epochs=20, checkpoint_path="run/model.npz")
@@ -16,7 +16,9 @@ What it adds to the bare loop ``loss_and_grads`` + ``opt.step``:
   optimizer of the saved class) that continues exactly: k epochs, save, resume, m more
   == k + m epochs, bit for bit.
 - a NaN or inf loss (or losses too large to sum) stops training with a message naming
-  the step; the last checkpoint (written only after a finite epoch) stays intact.
+  the step; the last checkpoint (written only after a finite epoch) stays intact;
+- speed: the compiled twins of ``scratchvae.kernels`` (the same numbers, in fewer passes
+  over memory), switched on here and nowhere else; ``kernels=False`` runs the textbook.
 
 No float() of a device scalar per step: losses are summed on the device and read back
 every ``log_every`` steps (for the progress bar and the NaN check) and at epoch end.
