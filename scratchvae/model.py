@@ -6,8 +6,9 @@ Every model (the VAE, both autoencoders) subclasses ``Model``:
     model.grads                       dict with the same keys
     model.config                      JSON-able dict: type(model)(**model.config) rebuilds it
     model.rng                         scratchvae.backend.RNG: weights, then the model's noise
-    model.options                     the keywords loss_and_grads and loss accept besides
-                                      x and check, e.g. ("n_samples", "beta", "eps")
+    model.options                     the keywords loss_and_grads accepts besides x and
+                                      check, e.g. ("n_samples", "eps", "beta"); loss takes
+                                      those of them that a forward pass needs
     loss, stats = model.loss_and_grads(x, check=True, **options)
                                       WRITES d loss / d param into model.grads (never adds)
     loss, stats = model.loss(x, check=True, **options)     forward only, no gradients
