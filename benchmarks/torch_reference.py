@@ -1,31 +1,34 @@
 """The reference workload in PyTorch eager: the VAE of the PyTorch examples.
 
     fc1: 784 -> 400, ReLU; fc21, fc22: 400 -> 20 (mu, logvar); fc3: 20 -> 400, ReLU;
-    fc4: 400 -> 784 (logits). Loss: BCE with logits (sum over pixels) + analytic KL,
+    fc4: 400 -> 784 (logits). Loss: BCE with logits (summed over pixels) + analytic KL,
     averaged over the batch (nats per example, as scratchvae's); Adam (lr 1e-3), L = 1.
 
-The training loop mirrors scratchvae's Trainer (and scratchvae.bench.ScratchRun): a
-shuffled index per epoch, the batch gathered from device-resident data, losses summed on
-the device and read back every ``log_every`` steps. PyTorch is used here only as a
-yardstick; it is never a dependency of scratchvae.
+An epoch runs the loop of scratchvae's ``Trainer.fit``: a shuffled index, the batch
+gathered from the data in memory, one step, the losses summed on the device and read
+back every 10 steps. PyTorch is a yardstick here, never a dependency of scratchvae.
+bench_vae.py starts this script as a worker (harness.py); by hand it times one contender:
 
-    python benchmarks/torch_reference.py --workload mnist --batch-size 128   # an epoch, after 30 warm-up steps
+    python benchmarks/torch_reference.py --workload mnist --batch-size 128           # eager
+    python benchmarks/torch_reference.py --workload mnist --batch-size 128 --fused --flush-denormal
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scratchvae.bench import EPOCH, PHASES, WORKLOADS, peak_rss_mb, reset_peak_rss, rss_mb, synthetic_images  # noqa: E402
+import harness  # noqa: E402
+
+LOG_EVERY = 10  # steps between reading the running loss back, as Trainer.fit
 
 
 class TorchVAE(torch.nn.Module):
@@ -52,178 +55,119 @@ class TorchVAE(torch.nn.Module):
 
 
 def neg_elbo(logits, x, mu, logvar):
-    """BCE from logits + KL(q || N(0, I)), per example (mean over the batch)."""
+    """BCE from logits + KL(q || N(0, I)), per example (mean over the batch): (loss, rec, kl)."""
     n = x.shape[0]
     rec = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum") / n
     kl = 0.5 * torch.sum(mu * mu + logvar.exp() - 1.0 - logvar) / n
-    return rec + kl
+    return rec + kl, rec, kl
 
 
-class TorchRun:
-    """Same interface as scratchvae.bench.ScratchRun: setup(), steps(n) -> seconds,
-    breakdown(n) -> ms per phase, and ``times`` for timed_repeats."""
+class Torch:
+    """One PyTorch contender: eager with torch.optim.Adam, ``fused`` for Adam(fused=True),
+    ``flush_denormal`` for torch.set_flush_denormal(True) (set before anything runs)."""
 
-    def __init__(self, workload, batch: int, fused: bool = False, device: str = "cpu", seed: int = 0,
-                 log_every: int = 10, n_examples: int = EPOCH):
-        self.workload, self.batch, self.fused, self.device = workload, batch, fused, torch.device(device)
-        self.seed, self.log_every, self.n_examples = seed, log_every, n_examples
-        self.label = "pytorch eager" + (" fused Adam" if fused else "") + (f" ({device})" if device != "cpu" else "")
-        self.times, self.losses = [], []
+    def __init__(self, workload: str, batch: int, examples: int = harness.EPOCH, fused: bool = False,
+                 flush_denormal: bool = False, device: str = "cpu", threads: int = 2, warmup: int = 30,
+                 seed: int = 0, **_):
+        if flush_denormal and not torch.set_flush_denormal(True):
+            # x86's flush-to-zero flags belong to a thread, and threads inherit them when they
+            # start: set first thing, before PyTorch starts its worker threads
+            raise SystemExit("torch.set_flush_denormal is not supported on this CPU")
+        if threads:
+            torch.set_num_threads(threads)
+        torch.manual_seed(seed)
+        (x_dim, hidden, z_dim), _ = harness.WORKLOADS[workload]
+        self.device, self.batch, self.fused, self.flush_denormal = torch.device(device), batch, fused, flush_denormal
+        self.x = torch.from_numpy(harness.synthetic_images(examples, x_dim, seed)).to(self.device)  # no copy on the CPU
+        self.model = TorchVAE(x_dim, hidden, z_dim).to(self.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3, fused=fused)
+        self.gen = torch.Generator(device="cpu").manual_seed(seed)
+        self.last_loss = float("nan")
+        if warmup:
+            self.run(self.x[:warmup * batch])
 
-    def setup(self, data=None) -> "TorchRun":
-        w = self.workload
-        torch.manual_seed(self.seed)
-        host = synthetic_images(self.n_examples, w.x_dim, self.seed) if data is None else data
-        self.X = torch.from_numpy(host).to(self.device)  # no copy on the CPU
-        self.model = TorchVAE(w.x_dim, w.hidden, w.z_dim).to(self.device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3, fused=self.fused)
-        self.gen = torch.Generator(device="cpu").manual_seed(self.seed)
-        self.perm, self.pos, self.window, self.sums = None, 0, [], None
-        return self
+    def info(self) -> dict:
+        return {"framework": "pytorch", "torch": torch.__version__, "device": str(self.device),
+                "threads": torch.get_num_threads(), "fused_adam": self.fused, "flush_denormal": self.flush_denormal,
+                "parallel_info": torch.__config__.parallel_info().splitlines()[:6]}
 
-    def _sync(self):
+    def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def _next_index(self):
-        N, B = self.X.shape[0], self.batch
-        if self.perm is None or self.pos + B > N:
-            self.perm, self.pos = torch.randperm(N, generator=self.gen).to(self.device), 0
-        idx = self.perm[self.pos:self.pos + B]
-        self.pos += B
-        return idx
-
-    def _read_window(self):
-        self.losses.append(float(torch.stack(self.window).sum().item()) / len(self.window))
-        self.window = []
-
-    def _step(self, xb):
-        self.opt.zero_grad(set_to_none=True)
-        logits, mu, logvar = self.model(xb)
-        loss = neg_elbo(logits, xb, mu, logvar)
-        loss.backward()
-        self.opt.step()
-        return loss.detach()
-
-    def steps(self, n: int) -> float:
+    def run(self, x) -> float:
+        """One epoch over ``x`` as Trainer.fit runs it; returns its seconds."""
         self._sync()
         t0 = time.perf_counter()
-        for _ in range(n):
-            xb = self.X.index_select(0, self._next_index())
-            loss = self._step(xb)
-            self.sums = loss if self.sums is None else self.sums + loss
-            self.window.append(loss)
-            if len(self.window) == self.log_every:
-                self._read_window()
-        if self.window:
-            self._read_window()
+        n, B = x.shape[0], self.batch
+        perm = torch.randperm(n, generator=self.gen).to(self.device)
+        sums, window = None, []
+        for start in range(0, n, B):
+            xb = x.index_select(0, perm[start:start + B])
+            self.opt.zero_grad(set_to_none=True)
+            logits, mu, logvar = self.model(xb)
+            loss, rec, kl = neg_elbo(logits, xb, mu, logvar)
+            loss.backward()
+            self.opt.step()
+            rows = xb.shape[0]  # per-example sums over the epoch, on the device
+            terms = torch.stack([loss.detach(), rec.detach(), kl.detach()]) * rows
+            sums = terms if sums is None else sums + terms
+            window.append(loss.detach())
+            if len(window) == LOG_EVERY or start + B >= n:
+                self.last_loss = float(torch.stack(window).sum()) / len(window)  # one read per window
+                window = []
+        float(sums[0])
         self._sync()
         return time.perf_counter() - t0
 
-    def breakdown(self, n: int) -> dict:
-        acc = dict.fromkeys(PHASES, 0.0)
-        for _ in range(n):
-            self._sync()
-            t0 = time.perf_counter()
-            xb = self.X.index_select(0, self._next_index())
-            self._sync()
-            t1 = time.perf_counter()
-            self.opt.zero_grad(set_to_none=True)
-            logits, mu, logvar = self.model(xb)
-            loss = neg_elbo(logits, xb, mu, logvar)
-            self._sync()
-            t2 = time.perf_counter()
-            loss.backward()
-            self._sync()
-            t3 = time.perf_counter()
-            self.opt.step()
-            self._sync()
-            t4 = time.perf_counter()
-            self.window.append(loss.detach())
-            if len(self.window) == self.log_every:
-                self._read_window()
-            self._sync()
-            t5 = time.perf_counter()
-            for phase, dt in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
-                acc[phase] += dt
-        return {k: 1e3 * v / n for k, v in acc.items()}
+    def epoch(self) -> float:
+        self.run(self.x[:harness.REWARM_STEPS * self.batch])  # untimed
+        return self.run(self.x)
 
-
-def time_matmuls(shapes, device: str = "cpu", reps: int = 20) -> dict:
-    """The floor measured with PyTorch's BLAS at the same shapes and layouts."""
-    from scratchvae.bench import time_products
-
-    dev = torch.device(device)
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
-    g = torch.Generator(device="cpu").manual_seed(1)
-    return time_products(shapes, lambda shape: torch.randn(shape, generator=g).to(dev), sync, reps)
-
-
-def probe(workload: str, batch: int, fused: bool, device: str, steps: int) -> dict:
-    """Resident memory before and at the peak of ``steps`` training steps (this process)."""
-    run = TorchRun(WORKLOADS[workload], batch, fused=fused, device=device).setup()
-    run.steps(2)
-    before = rss_mb()
-    reset_peak_rss()
-    run.steps(steps)
-    out = {"rss_before_mb": before, "peak_rss_mb": peak_rss_mb()}
-    out["train_increment_mb"] = out["peak_rss_mb"] - before
-    if run.device.type == "cuda":
-        out["gpu_max_allocated_mb"] = torch.cuda.max_memory_allocated(run.device) / 2**20
-        out["gpu_max_reserved_mb"] = torch.cuda.max_memory_reserved(run.device) / 2**20
-    return out
-
-
-def flush_denormals_from_now_on() -> None:
-    """torch.set_flush_denormal(True), first thing in a process: x86's flush-to-zero
-    flags, PyTorch's remedy for subnormal numbers (which its Adam lets its moments decay
-    into, and which x86 computes many times slower; scratchvae's Adam sets them to 0).
-    The flags belong to a thread, and threads inherit them when they start, so this must
-    come before PyTorch starts its worker threads, and it changes NumPy's arithmetic in
-    this thread too: bench_vae.py measures PyTorch with it in a process of its own."""
-    if not torch.set_flush_denormal(True):
-        raise SystemExit("torch.set_flush_denormal is not supported on this CPU")
+    def floor(self, shapes, reps: int = 20) -> dict:
+        """The step's matrix products (shapes from the scratchvae worker) with PyTorch's BLAS."""
+        g = torch.Generator(device="cpu").manual_seed(1)
+        total = 0.0
+        for _, m, k, n, layout in shapes:
+            a = torch.randn((k, m) if layout == "TN" else (m, k), generator=g).to(self.device)
+            c = torch.randn((n, k) if layout == "NT" else (k, n), generator=g).to(self.device)
+            a, c = (a.T if layout == "TN" else a), (c.T if layout == "NT" else c)
+            a @ c
+            times = []
+            for _ in range(reps):
+                self._sync()
+                t0 = time.perf_counter()
+                a @ c
+                self._sync()
+                times.append(time.perf_counter() - t0)
+            total += 1e3 * statistics.median(times)
+        return {"ms": total}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--workload", default="mnist", choices=sorted(WORKLOADS))
+    p.add_argument("--serve", default=None, help=argparse.SUPPRESS)  # a worker for bench_vae.py (JSON spec)
+    p.add_argument("--workload", default="mnist", choices=sorted(harness.WORKLOADS))
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--examples", type=int, default=harness.EPOCH, help="examples per epoch (default: 60,000)")
     p.add_argument("--fused", action="store_true", help="torch.optim.Adam(fused=True)")
-    p.add_argument("--flush-denormal", action="store_true",
-                   help="torch.set_flush_denormal(True) before anything runs (see flush_denormals_from_now_on)")
+    p.add_argument("--flush-denormal", action="store_true", help="torch.set_flush_denormal(True) first")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--steps", type=int, default=0, help="steps per timed round (0: a whole epoch, 60,000 / batch)")
-    p.add_argument("--rounds", type=int, default=1, help="timed rounds (the median is printed)")
-    p.add_argument("--warmup", type=int, default=30, help="untimed steps first")
-    p.add_argument("--json", action="store_true", help="print the seconds per step of every round as JSON")
-    p.add_argument("--probe-memory", action="store_true", help="print peak memory as JSON (used by bench_vae.py)")
-    p.add_argument("--retain-freed-memory", action="store_true", help="glibc keeps freed memory (as bench_vae.py)")
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs (the median is printed)")
     args = p.parse_args(argv)
-    if args.flush_denormal:
-        flush_denormals_from_now_on()
-    if args.retain_freed_memory:
-        from scratchvae.backend import retain_freed_memory
-
-        retain_freed_memory()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.probe_memory:
-        print(json.dumps(probe(args.workload, args.batch_size, args.fused, args.device, args.steps or 100)))
+    if args.serve:
+        spec = json.loads(args.serve)
+        harness.serve(Torch(**spec))
         return 0
-    run = TorchRun(WORKLOADS[args.workload], args.batch_size, fused=args.fused, device=args.device).setup()
-    if args.flush_denormal:
-        run.label += " +FTZ"
-    steps = args.steps or math.ceil(EPOCH / args.batch_size)
-    run.steps(args.warmup)
-    times = [run.steps(steps) / steps for _ in range(args.rounds)]
-    if args.json:
-        print(json.dumps({"label": run.label, "steps": steps, "step_seconds": times}))
-    else:
-        t = sorted(times)[len(times) // 2]
-        print(f"{run.label}: {1e3 * t:.3f} ms/step, {t * EPOCH / args.batch_size:.2f} s/epoch "
-              f"(median of {args.rounds} rounds of {steps} steps)")
+    run = Torch(args.workload, args.batch_size, args.examples, fused=args.fused, flush_denormal=args.flush_denormal,
+                device=args.device, threads=args.threads)
+    times = [run.epoch() for _ in range(args.epochs)]
+    t = statistics.median(times)
+    steps = harness.steps_per_epoch(args.examples, args.batch_size)
+    print(f"pytorch {torch.__version__}{' fused Adam' if args.fused else ''}{' +FTZ' if args.flush_denormal else ''}: "
+          f"{t:.3f} s per epoch of {args.examples} examples, {1e3 * t / steps:.3f} ms per step "
+          f"(median of {args.epochs}), loss {run.last_loss:.2f}")
     return 0
 
 

@@ -4,6 +4,7 @@
     scratchvae sample runs/digits/model.npz
     scratchvae reconstruct runs/digits/model.npz
     scratchvae evaluate runs/digits/model.npz --k 5000
+    scratchvae bench --workloads mnist --batch-sizes 128
     scratchvae info
 
 Errors a user can make (unknown data set, no network, unwritable folder, bad checkpoint)
@@ -17,6 +18,7 @@ import csv
 import io
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,7 +34,8 @@ EXAMPLES = {
   scratchvae train --out runs/wide --z-dim 8 --hidden 512 256
   scratchvae train --dataset mnist --epochs 20 --hidden 400 --z-dim 20
   scratchvae train --likelihood gaussian --samples 5 --kl-warmup 2000
-  scratchvae train --backend cupy --batch-size 1024""",
+  scratchvae train --backend cupy --batch-size 1024
+  scratchvae train --no-kernels                     # the textbook alone, no compiled twins""",
     "sample": """examples:
   scratchvae sample runs/digits/model.npz
   scratchvae sample runs/digits/model.npz --n 100 --seed 3 --out samples.png""",
@@ -45,7 +48,11 @@ EXAMPLES = {
     "bench": """examples:
   scratchvae bench                                  # NumPy: the 784-400-20 VAE at batch 128 and 1024, digits at 64
   scratchvae bench --workloads mnist --batch-sizes 128 --steps 100 --repeats 3   # quicker
-  scratchvae bench --backend cupy --json gpu.json   # compare with --backend numpy""",
+  scratchvae bench --no-kernels                     # the textbook alone, without the compiled twins
+  scratchvae bench --backend cupy --json gpu.json   # compare with --backend numpy
+
+The data are synthetic, of MNIST's shape (the data do not change the arithmetic). For
+PyTorch beside scratchvae, and peak memory, see benchmarks/bench_vae.py in the repository.""",
     "info": """examples:
   scratchvae info
   SCRATCHVAE_BACKEND=auto scratchvae info""",
@@ -103,7 +110,7 @@ def _train(args) -> int:
                 decoder_logvar="learned" if args.decoder_logvar is None else args.decoder_logvar)
     trainer = Trainer(model, Adam(lr=args.lr), batch_size=args.batch_size, n_samples=args.samples,
                       kl_warmup=args.kl_warmup, binarize="dynamic" if args.binarize == "dynamic" else None,
-                      seed=args.seed, progress=not args.quiet)
+                      seed=args.seed, progress=not args.quiet, kernels=False if args.no_kernels else None)
     trainer.extra = {"data": {"name": ds.name, "split_seed": args.seed, "binarize": args.binarize,
                               "data_dir": args.data_dir, "image_shape": list(ds.image_shape)}}
     config = {"version": __version__, **{k: v for k, v in vars(args).items() if k not in ("func",)},
@@ -305,10 +312,135 @@ def _evaluate(args) -> int:
     return 0
 
 
-def _bench(args) -> int:
-    from . import bench
+# ---- bench ----------------------------------------------------------------------------
 
-    return bench.run_from_args(args)
+EPOCH = 60_000  # examples per reported epoch (MNIST's training set)
+WORKLOADS = {  # name: (x_dim, hidden, z_dim), batch sizes
+    "mnist": ((784, (400,), 20), (128, 1024)),  # the PyTorch examples' VAE
+    "digits": ((64, (256,), 2), (64,)),  # what `scratchvae train` trains by default
+}
+
+
+def _bench(args) -> int:
+    """Time training steps of each workload through the Trainer (scratchvae.profile)."""
+    import contextlib
+    import datetime
+
+    if args.no_memory:
+        print("scratchvae bench: --no-memory is deprecated and does nothing: the command no longer "
+              "measures memory (benchmarks/bench_vae.py does, in processes of their own)", file=sys.stderr)
+    if args.json:
+        _check_writable(args.json)  # now, not after minutes of timing
+    if args.retain_freed_memory:
+        backend.retain_freed_memory()
+    b = backend.use(args.backend, dtype="float32")
+    limits, threads = _thread_limits(args.threads)
+    result = {"tool": "scratchvae bench", "version": __version__,
+              "date": datetime.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv),
+              "backend": b.name, "device": str(b.device), "threads": threads,
+              "training": "the textbook (--no-kernels)" if args.no_kernels else _training_path(b), "runs": []}
+    with limits or contextlib.nullcontext():
+        for name in args.workloads:
+            (x_dim, hidden, z_dim), sizes = WORKLOADS[name]
+            for B in (args.batch_sizes or sizes) if name == "mnist" else (args.digits_batch_size,):
+                result["runs"].append(_bench_one(args, name, x_dim, hidden, z_dim, B))
+    print(f"scratchvae {__version__} on {b.name} ({b.device}), float32; BLAS threads: {threads}; "
+          f"training runs {result['training']}")
+    print(_bench_table(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _bench_one(args, name: str, x_dim: int, hidden: tuple, z_dim: int, B: int) -> dict:
+    """One workload at batch B: Trainer.fit's epochs, the phases, the matmul floor."""
+    from . import profile
+    from .models import VAE
+    from .optim import Adam
+    from .training import Trainer
+
+    steps = args.steps or -(-EPOCH // B)
+    rows = EPOCH if args.steps is None else steps * B
+    layers = "-".join(str(n) for n in (x_dim, *hidden, z_dim))
+    print(f"{name} {layers} batch {B}: {args.repeats} x {steps} steps ...", file=sys.stderr, flush=True)
+    x = profile.synthetic_images(rows, x_dim)
+    model = VAE(x_dim, hidden=hidden, z_dim=z_dim, seed=0)
+    trainer = Trainer(model, Adam(lr=1e-3), batch_size=B, progress=False,
+                      kernels=False if args.no_kernels else None)
+    if args.warmup:  # numba compiles on first use; caches fill
+        profile.step_ms(trainer, x[:min(args.warmup * B, rows), ...])
+    ms = profile.step_ms(trainer, x, args.repeats)
+    phases = profile.phases(trainer, x, steps=min(steps, 20))
+    floor = profile.matmul_floor(model, B)
+    step = statistics.median(ms)
+    return {"workload": name, "layers": layers, "batch_size": B, "steps": steps, "repeats": args.repeats,
+            "swapped": trainer.swapped, "step_ms": step, "step_ms_best": min(ms), "step_ms_all": ms,
+            "epoch_s": step / 1e3 * EPOCH / B, "examples_per_s": 1e3 * B / step, "phases_ms": phases,
+            "floor_ms": floor["ms"], "floor_gflops": floor["gflops"], "over_floor": step / floor["ms"]}
+
+
+def _bench_table(result: dict) -> str:
+    head = (f"{'workload':<18}{'batch':>6}{'ms/step':>10}{'best':>9}{'s/epoch':>9}{'ex/s':>9}"
+            f"{'floor ms':>10}{'x floor':>9}")
+    lines = [head, "-" * len(head)]
+    for r in result["runs"]:
+        lines.append(f"{r['workload'] + ' ' + r['layers']:<18}{r['batch_size']:>6}{r['step_ms']:>10.3f}"
+                     f"{r['step_ms_best']:>9.3f}{r['epoch_s']:>9.2f}{r['examples_per_s']:>9.0f}"
+                     f"{r['floor_ms']:>10.3f}{r['over_floor']:>9.2f}")
+        total = sum(r["phases_ms"].values()) or 1.0
+        lines.append(" " * 24 + "phases, ms/step: " + ", ".join(
+            f"{k} {v:.3f} ({100 * v / total:.0f}%)" for k, v in r["phases_ms"].items()))
+    lines.append(f"(an epoch is {EPOCH:,} examples; ms/step is the median of the timed epochs, best the fastest; "
+                 "the floor is the step's matrix products alone)")
+    return "\n".join(lines)
+
+
+def _thread_limits(n: int):
+    """(a context manager that limits the BLAS threads to n, or None; what it does)."""
+    if not n:
+        return None, "the library's default"
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None, (f"the library's default (threadpoolctl is not installed: pip install threadpoolctl, "
+                      f"or set OPENBLAS_NUM_THREADS={n} before starting)")
+    return threadpool_limits(n), str(n)
+
+
+def _check_writable(path: str) -> None:
+    """Raise OSError (IsADirectoryError, PermissionError, ...) unless ``path`` can be written;
+    a file it had to create for the test is removed again."""
+    existed = os.path.lexists(path)
+    with open(path, "a"):  # "a": an existing file keeps its contents
+        pass
+    if not existed:
+        os.remove(path)
+
+
+def _batch_size(text: str) -> int:
+    """An ``argparse`` type: a batch size from 1 to EPOCH (the examples an epoch holds)."""
+    B = positive_int(text)
+    if B > EPOCH:
+        raise argparse.ArgumentTypeError(f"a batch cannot hold more than the {EPOCH} examples of the data set, "
+                                         f"got {text!r}")
+    return B
+
+
+# ---- info -----------------------------------------------------------------------------
+
+
+def _training_path(b) -> str:
+    """Which path ``Trainer`` (and ``scratchvae train``) runs on backend ``b``, and why."""
+    if b.name not in ("numpy", "cupy"):
+        return f"the textbook (the compiled twins walk NumPy and CuPy arrays, not {b.name}'s)"
+    what = kernels.status()[b.name]
+    if not kernels.enabled():
+        return "the textbook (SCRATCHVAE_KERNELS=off)"
+    if what.startswith("the textbook"):
+        return f"the textbook ({what.split(': ', 1)[-1]})"
+    return f"the compiled twins ({what}); --no-kernels or SCRATCHVAE_KERNELS=off gives the textbook"
 
 
 def _info(args) -> int:
@@ -323,6 +455,7 @@ def _info(args) -> int:
     fused = kernels.status()
     print(f"kernels:     NumPy: {fused['numpy']}")
     print(f"             CuPy: {fused['cupy']}")
+    print(f"training:    {_training_path(b)}")
     print(f"data cache:  {mnist.default_data_dir()}  (set SCRATCHVAE_DATA to move it)")
     print(f"data sets:   {', '.join(datasets.available())}")
     return 0
@@ -379,6 +512,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-samples", type=positive_int, default=10, help="samples per example for the reported ELBOs (default: 10)")
     t.add_argument("--seed", type=non_negative_int, default=0, help="seed of split, weights, noise and shuffling (default: 0)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--no-kernels", action="store_true",
+                   help="train with the textbook alone, without the compiled twins of scratchvae.kernels "
+                        "(default: they run where this backend has them, unless SCRATCHVAE_KERNELS=off)")
 
     for name, help_, func, default_n in (("sample", "decode random draws from the prior into an image grid", _sample, 64),
                                          ("reconstruct", "test images beside their reconstructions", _reconstruct, 10)):
@@ -399,11 +535,29 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", type=_user_path, default=None, help=DATA_DIR_HELP)
 
     bn = command("bench", "time a training step here: per epoch, per phase, against the matmul floor", _bench)
-    from .bench import add_arguments as _bench_arguments
+    bn.add_argument("--workloads", nargs="+", default=["mnist", "digits"], choices=sorted(WORKLOADS),
+                    help="what to time: mnist (784-400-20), digits (64-256-2) (default: both)")
+    bn.add_argument("--batch-sizes", type=_batch_size, nargs="+", default=None,
+                    help="batch sizes of the mnist workload (default: 128 1024)")
+    bn.add_argument("--digits-batch-size", type=_batch_size, default=64,
+                    help="batch size of the digits workload (default: 64)")
+    bn.add_argument("--steps", type=positive_int, default=None,
+                    help="steps per timed epoch (default: a whole epoch of 60,000 examples); figures are "
+                         "scaled to 60,000 examples")
+    bn.add_argument("--repeats", type=positive_int, default=5, help="timed epochs; the median is reported (default: 5)")
+    bn.add_argument("--warmup", type=non_negative_int, default=20, help="untimed steps first (default: 20)")
+    bn.add_argument("--threads", type=non_negative_int, default=2,
+                    help="BLAS threads, 0 for the library's default (default: 2)")
+    bn.add_argument("--no-kernels", action="store_true",
+                    help="time the textbook alone, without the compiled twins of scratchvae.kernels")
+    bn.add_argument("--retain-freed-memory", action="store_true",
+                    help="glibc keeps freed memory for reuse (backend.retain_freed_memory), as `scratchvae train` does")
+    bn.add_argument("--no-memory", action="store_true",
+                    help="deprecated, does nothing: memory is measured by benchmarks/bench_vae.py")
+    bn.add_argument("--json", type=_user_path, default=None, help="also write the figures to this JSON file")
 
-    _bench_arguments(bn, with_backend=False)
+    command("info", "version, backend and device, which path training runs, data cache folder", _info)
 
-    command("info", "version, backend and device, data cache folder", _info)
     return p
 
 

@@ -102,7 +102,8 @@ class Trainer:
         """KL weight at the current step: min(1, step / kl_warmup)."""
         return 1.0 if self.kl_warmup <= 0 else min(1.0, self.step / self.kl_warmup)
 
-    def _kwargs(self) -> dict:
+    def model_options(self) -> dict:
+        """The keywords this trainer passes to ``model.loss_and_grads`` at this step."""
         kw = {"check": False}
         if self.n_samples is not None:
             kw["n_samples"] = self.n_samples
@@ -121,7 +122,7 @@ class Trainer:
         """One step on the batch ``xb``: the model's loss and gradients, then the
         optimizer's update (its compiled twin where the kernels run). Returns
         (loss, stats) as ``model.loss_and_grads``."""
-        loss, stats = self.model.loss_and_grads(xb, **self._kwargs())
+        loss, stats = self.model.loss_and_grads(xb, **self.model_options())
         self.update(self.model.params, self.model.grads)
         self.step += 1
         return loss, stats

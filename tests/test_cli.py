@@ -128,6 +128,43 @@ def test_info(capsys):
     assert f"kernels:     NumPy: {kernels.status()['numpy']}" in out  # numba's version, or why not
 
 
+def test_info_says_which_path_training_runs_and_why(capsys):
+    """The compiled twins where they run (with numba's version), else the textbook and why."""
+    def training_line(*argv):
+        assert cli.main(["info", *argv]) == 0
+        (line,) = [s for s in capsys.readouterr().out.splitlines() if s.startswith("training:")]
+        return line
+
+    status = kernels.status()["numpy"]
+    line = training_line("--backend", "numpy")
+    if status.startswith("numba"):
+        assert f"the compiled twins ({status})" in line and "SCRATCHVAE_KERNELS=off" in line
+    else:  # no numba here: the reason kernels.status gives
+        assert "the textbook" in line and status.split(": ", 1)[-1] in line
+    with kernels.disabled():
+        assert "the textbook (SCRATCHVAE_KERNELS=off)" in training_line("--backend", "numpy")
+    line = training_line("--backend", "array_api_strict")
+    assert "the textbook" in line and "array_api_strict" in line
+
+
+def test_train_no_kernels_runs_the_textbook(tmp_path, monkeypatch):
+    """--no-kernels passes kernels=False to the Trainer; without it the default (None)
+    follows SCRATCHVAE_KERNELS."""
+    seen = []
+    real_init = training.Trainer.__init__
+
+    def spy(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        seen.append((kwargs.get("kernels"), list(self.swapped)))
+
+    monkeypatch.setattr(training.Trainer, "__init__", spy)
+    for flag in (["--no-kernels"], []):
+        assert cli.main(["train", "--out", str(tmp_path / "r"), *TINY, *flag]) == 0
+    (off, off_swapped), (default, _) = seen
+    assert off is False and off_swapped == [] and default is None
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["no_kernels"] is False
+
+
 def _one_line_error(capsys, argv, pattern):
     code = cli.main(argv)
     err = capsys.readouterr().err.strip()
@@ -255,11 +292,11 @@ def test_an_edited_checkpoint_gives_one_line(run, tmp_path, capsys, edit, messag
 
 
 def test_os_errors_are_one_line(tmp_path, capsys, monkeypatch):
-    from scratchvae import bench
+    from scratchvae import profile
 
     (tmp_path / "model.npz").mkdir()  # in the way of the checkpoint: found before training
     _one_line_error(capsys, ["train", "--out", str(tmp_path), *TINY], f"{tmp_path / 'model.npz'} is a folder")
-    monkeypatch.setattr(bench, "bench", lambda *a, **kw: pytest.fail("timed before checking --json"))
+    monkeypatch.setattr(profile, "step_ms", lambda *a, **kw: pytest.fail("timed before checking --json"))
     _one_line_error(capsys, ["bench", "--json", str(tmp_path)], f"Is a directory: {tmp_path}")
     _one_line_error(capsys, ["bench", "--json", str(tmp_path / "no" / "b.json")], "No such file or directory")
     assert not os.path.exists(tmp_path / "no")

@@ -30,7 +30,8 @@ def test_notebook_is_clean(path):
 
 def test_lesson_names_are_numbered():
     for path in (ROOT / "lessons").glob("*.ipynb"):
-        assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", path.name), f"{path.name}: name lessons NN_topic.ipynb"
+        assert re.fullmatch(r"(\d\d|appendix)_[a-z0-9_]+\.ipynb", path.name), (
+            f"{path.name}: name lessons NN_topic.ipynb, and appendices appendix_topic.ipynb")
 
 
 def test_readme_indexes_every_lesson():

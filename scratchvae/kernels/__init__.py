@@ -30,9 +30,10 @@ prints it). tests/test_kernels.py checks every twin against its textbook.
 
 Subnormal moments. A moment of Adam that stops receiving gradient (the weight of a
 pixel that is 0 in every batch, of a dead ReLU unit) decays by b1 each step, and after
-some 800 steps falls below float32's smallest normal number, 1.2e-38. x86 CPUs compute
-on such subnormal numbers in microcode, many times slower, and a long run slows down
-(benchmarks/RESULTS.md has the measurement; PyTorch's Adam slows the same way). The
+some 800 steps falls below float32's smallest normal number, 1.2e-38. Many x86 CPUs
+(Intel's among them; not every AMD one) compute on such subnormal numbers in microcode,
+many times slower, and a long run slows down (benchmarks/subnormal_experiment.py
+measures it on the machine at hand; PyTorch's Adam slows the same way). The
 fused update sets such moments to 0: at that size a moment moves no weight (its step
 lr m_hat / (sqrt(v_hat) + eps) is below 1e-33 with the default lr and eps). v is spared
 when eps = 0, where a v flushed under a nonzero m would divide by zero.
