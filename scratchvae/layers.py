@@ -19,6 +19,7 @@ nothing needs dL/dx, and the layer skips it (one matrix product less).
 from __future__ import annotations
 
 import math
+import warnings
 
 from array_api_compat import array_namespace
 
@@ -86,12 +87,14 @@ class Dense(Layer):
         y += self.params["b"]  # in place: y is our own new array
         return y
 
-    def backward(self, dy, need_dx: bool = True):
+    def backward(self, dy, need_dx: bool = True, accumulate=None):
         """dL/dx from dL/dy (N, H); writes dL/dW and dL/db into grads.
 
         need_dx=False: return None and skip dL/dx, when x is the data (nothing before
         this layer needs a gradient; autograd skips it the same way).
+        (accumulate: deprecated, ignored; see _deprecated_accumulate.)
         """
+        _deprecated_accumulate(accumulate)
         xp = array_namespace(dy)
         self.grads["W"] = self.x.T @ dy  # L1 (2) dL/dW = x^T dL/dy           (D, H)
         self.grads["b"] = xp.sum(dy, axis=0)  # L1 (2) dL/db = sum of dL/dy rows (H,)
@@ -236,9 +239,10 @@ class Sequential(Layer):
             x = layer.forward(x)
         return x
 
-    def backward(self, dy, need_dx: bool = True):
+    def backward(self, dy, need_dx: bool = True, accumulate=None):
         """Chain rule, last layer first, L1 (4). With need_dx=False (x is the data) the pass
         stops at the first layer with parameters, which skips its dL/dx, and returns None."""
+        _deprecated_accumulate(accumulate)
         layers = list(self.layers.values())
         if not need_dx:  # x is the data: nothing before the first layer with parameters needs dy
             layers = layers[next((i for i, l in enumerate(layers) if l.params), len(layers)):]
@@ -259,6 +263,14 @@ class Sequential(Layer):
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.layers.items())
         return f"Sequential({inner})"
+
+
+def _deprecated_accumulate(accumulate) -> None:
+    """``backward(dy, accumulate=...)`` went in 0.2, when every backward came to write its
+    gradients; the argument is ignored, with a warning, until 0.3."""
+    if accumulate is not None:
+        warnings.warn("backward(..., accumulate=...) is deprecated and ignored: backward always writes "
+                      "the gradients of this call now (goes in scratchvae 0.3)", DeprecationWarning, stacklevel=3)
 
 
 def flatten(named: dict) -> dict:

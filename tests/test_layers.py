@@ -328,3 +328,14 @@ def test_unknown_init():
 def test_mlp_needs_two_sizes():
     with pytest.raises(ValueError, match=r"mlp needs at least an input and an output size, got \[5\]"):
         mlp([5])
+
+
+def test_the_old_accumulate_option_is_deprecated_and_ignored(hrng):
+    net = Sequential(Dense(3, 2, rng=backend.RNG(0)))
+    x, dy = backend.asarray(hrng.normal(size=(4, 3))), backend.asarray(hrng.normal(size=(4, 2)))
+    net.forward(x)
+    want = host(net.backward(dy))
+    for layer in (net, net["0"]):
+        with pytest.warns(DeprecationWarning, match="always writes"):
+            got = layer.backward(dy, accumulate=False)
+        np.testing.assert_allclose(host(got), want)
