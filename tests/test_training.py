@@ -236,3 +236,19 @@ def test_trainer_runs_on_every_backend(bk):
     t = Trainer(VAE(12, hidden=(8,), z_dim=2), Adam(1e-2), batch_size=16, progress=False)
     h = t.fit(x, x[:8], epochs=2)
     assert all(math.isfinite(v) for v in h["train_loss"] + h["val_loss"])
+
+
+@pytest.mark.parametrize("use_kernels", [True, False], ids=["twins", "textbook"])
+def test_a_float32_run_stays_float32(use_kernels):
+    """Parameters, gradients, Adam's moments and the losses keep the backend's dtype
+    (a Python float or a float64 scalar must not promote a float32 run)."""
+    with backend.using("numpy", dtype="float32"):
+        model = VAE(12, hidden=(8,), z_dim=2, seed=0)
+        t = Trainer(model, Adam(1e-2), batch_size=8, progress=False, kernels=use_kernels)
+        x = backend.asarray(np.random.default_rng(0).uniform(size=(32, 12)))
+        loss, stats = t.train_step(x[:8, ...])
+        t.fit(x, epochs=2)
+        arrays = {**model.params, **{f"grad {k}": g for k, g in model.grads.items()},
+                  **{f"{s} {k}": a for s in ("m", "v") for k, a in t.optimizer.state[s].items()},
+                  "loss": loss, **stats}
+        assert {k: str(a.dtype) for k, a in arrays.items() if a.dtype != np.float32} == {}
