@@ -155,6 +155,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, default=3, help="timed epochs (the median is printed)")
+    p.add_argument("--json", action="store_true", help="end with a JSON line: epoch_s, ms_per_step")
     args = p.parse_args(argv)
     if args.serve:
         spec = json.loads(args.serve)
@@ -168,6 +169,8 @@ def main(argv=None) -> int:
     print(f"pytorch {torch.__version__}{' fused Adam' if args.fused else ''}{' +FTZ' if args.flush_denormal else ''}: "
           f"{t:.3f} s per epoch of {args.examples} examples, {1e3 * t / steps:.3f} ms per step "
           f"(median of {args.epochs}), loss {run.last_loss:.2f}")
+    if args.json:
+        print(json.dumps({"epoch_s": t, "ms_per_step": 1e3 * t / steps}))
     return 0
 
 

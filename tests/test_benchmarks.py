@@ -1,5 +1,5 @@
 """Every script in benchmarks/ runs, at toy size: the paired benchmark (bench_vae.py with
-its workers, harness.py and torch_reference.py) and subnormal_experiment.py. PyTorch is
+its workers, harness.py and torch_reference.py), subnormal_experiment.py and contention.py. PyTorch is
 optional: where it is missing the scripts must say so and time scratchvae alone."""
 
 import importlib.util
@@ -128,3 +128,19 @@ def test_subnormal_experiment(tmp_path):
     for rows in result["rows"].values():
         assert [r["steps_done"] for r in rows] == [23, 46]  # 3 steps a window, and 20 more for its phases
         assert all(r["step_ms"] > 0 and r["subnormal_entries"] >= 0 for r in rows)
+
+
+def test_contention_measures_quiet_and_loaded_and_leaves_nothing_running(tmp_path):
+    out = tmp_path / "c.json"
+    printed = _script("contention.py", "--competitors", "1", "--epochs", "1", "--max-seconds", "60",
+                      "--out", str(out), "--train-args", "--iwae-k", "5", "--eval-samples", "1").stdout
+    result = json.loads(out.read_text())
+    assert set(result["rows"]) == {"scratchvae train (default)", "scratchvae train --threads 1"}
+    for row in result["rows"].values():
+        assert row["quiet"] > 0 and row["loaded"] > 0
+    assert "loaded / quiet" in printed
+    import contention  # noqa: E402
+
+    with contention.competitors(2, max_seconds=30) as procs:
+        assert all(p.poll() is None for p in procs)  # running beside the code inside
+    assert all(p.poll() is not None for p in procs)  # and stopped on the way out
