@@ -21,6 +21,10 @@ and the compiled kernels (``scratchvae.kernels``) are serial. The limits are app
 threadpoolctl, the well-kept library for changing BLAS and OpenMP pools at run time,
 only while a Trainer trains (``ThreadPolicy.limits``), and put back afterwards. On a
 GPU (CuPy) the policy does nothing: BLAS runs on the device.
+
+Code that trains without a Trainer (a lesson's PCA, EM loops) gets the same policy for
+the whole process from one call, ``threads.configure()``: it measures one product of a
+typical size on 1 and on N threads and keeps the faster (or applies the user's setting).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
+import time
 
 ENV = "SCRATCHVAE_THREADS"
 SMALL_PRODUCT_FLOPS = 4e6  # about a millisecond's work on one core: a wake-up costs more
@@ -133,7 +138,7 @@ class ThreadPolicy:
                 best = min(medians, key=medians.get)
                 self._reference = medians[best]
                 detail = ", ".join(f"{k}: {1e3 * v:.3g} ms" for k, v in sorted(medians.items()))
-                self._choose(best, f"{self._why} (median step {detail})")
+                self._choose(best, f"{self._why}: median {detail}")
             return
         if self._reference is None:  # never measured: a fixed choice, nothing to watch
             return
@@ -191,3 +196,46 @@ class ThreadPolicy:
         finally:
             before.restore_original_limits()
             self._limiter, self._applied = None, None
+
+
+_process_limiter = None  # the limit configure() set for the whole process
+
+
+def configure(setting=None, shape=(128, 784, 400), repeats: int = 3) -> str:
+    """Set the BLAS thread count of the whole process by the policy; returns one line
+    saying what was chosen and why (the lessons print it).
+
+    ``setting``: "auto" (measure), a thread count, or None for SCRATCHVAE_THREADS.
+    ``shape``: (N, K, M) of the product measured in "auto", float32: N x K times K x M.
+    A Trainer still applies its own policy while it trains, and puts this one back after.
+    """
+    global _process_limiter
+    import numpy as np
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+    restore()  # a second call starts from the pool's own default
+    n, k, m = shape
+    policy = ThreadPolicy(setting, largest_product_flops=2.0 * n * k * m)
+    policy.start()
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, k), dtype=np.float32), rng.random((k, m), dtype=np.float32)
+    with policy.limits():
+        while policy.choice is None or policy._trial:  # measuring: time the product itself
+            policy.threads_for_next_step()
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                a @ b
+                times.append(time.perf_counter() - t0)
+            policy.record(min(times))
+    _process_limiter = controller.select(user_api="blas").limit(limits=policy.choice)
+    return policy.describe()
+
+
+def restore() -> None:
+    """Undo ``configure``: the BLAS pool as it was."""
+    global _process_limiter
+    if _process_limiter is not None:
+        _process_limiter.restore_original_limits()
+        _process_limiter = None

@@ -99,3 +99,17 @@ def test_on_a_gpu_nothing_is_applied():
     with p.limits():
         assert p.threads_for_next_step() is None and blas_now() == before
     assert "GPU" in p.describe()
+
+
+def test_configure_sets_the_whole_process_and_restore_puts_it_back():
+    before = blas_now()
+    try:
+        line = threads.configure(1)
+        assert blas_now() == [1] and "set by the user" in line
+        line = threads.configure("auto", shape=(8, 8, 8))  # a small product: one thread, no measuring
+        assert blas_now() == [1] and "too small" in line
+        line = threads.configure("auto")
+        assert blas_now() == [int(line.split()[1])] and ("measured" in line or "all BLAS has" in line)
+    finally:
+        threads.restore()
+    assert blas_now() == before
