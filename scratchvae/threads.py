@@ -121,6 +121,11 @@ class ThreadPolicy:
         else:
             self._measure("measured at the start")
 
+    @property
+    def measuring(self) -> bool:
+        """Whether the coming steps still take turns on 1 and N threads."""
+        return bool(self._trial)
+
     def threads_for_next_step(self) -> int | None:
         """The thread count for the coming step (applied to BLAS), or None (the GPU)."""
         n = self._trial[0] if self._trial else self.choice
@@ -152,7 +157,7 @@ class ThreadPolicy:
 
     def describe(self) -> str:
         """One line: the thread count in force and why."""
-        if self.choice is None and self._trial:
+        if self.choice is None and self.measuring:
             return f"threads: measuring 1 against {self.available}"
         if self.choice is None:
             return f"threads: {self.reason}"
@@ -221,7 +226,7 @@ def configure(setting=None, shape=(128, 784, 400), repeats: int = 3) -> str:
     rng = np.random.default_rng(0)
     a, b = rng.random((n, k), dtype=np.float32), rng.random((k, m), dtype=np.float32)
     with policy.limits():
-        while policy.choice is None or policy._trial:  # measuring: time the product itself
+        while policy.measuring:  # time the product itself on each setting in turn
             policy.threads_for_next_step()
             times = []
             for _ in range(repeats):
