@@ -19,7 +19,7 @@ NOTEBOOKS = check_clean.course_notebooks()
 
 def test_the_course_has_notebooks():
     assert (ROOT / "lessons" / "01_backprop_and_gradcheck.ipynb") in NOTEBOOKS
-    assert any(p.parent.name == "exercises" for p in NOTEBOOKS)
+    assert any(p.parent.parent.name == "source" and p.parent.parent.parent.name == "course" for p in NOTEBOOKS)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -88,7 +88,7 @@ def test_checker_wants_a_parameters_cell_in_lessons(tmp_path, make, words):
     nbformat.write(make(), tmp_path / "01_x.ipynb")
     found = check_clean.problems(tmp_path / "01_x.ipynb", lesson=True)
     assert len(found) == 1 and words in found[0], found
-    assert check_clean.problems(tmp_path / "01_x.ipynb", lesson=False) == []  # exercises need none
+    assert check_clean.problems(tmp_path / "01_x.ipynb", lesson=False) == []  # assignments need none
 
 
 def test_checker_reports_invalid_notebooks(tmp_path):

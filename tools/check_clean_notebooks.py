@@ -1,6 +1,6 @@
 """Check that the course notebooks are fit for git and for CI.
 
-    python tools/check_clean_notebooks.py                 # every notebook in lessons/ and exercises/
+    python tools/check_clean_notebooks.py                 # every notebook in lessons/ and course/source/
     python tools/check_clean_notebooks.py path.ipynb ...  # these (lessons if under lessons/)
 
 Every notebook must be valid nbformat 4, have a python3 kernelspec, and carry no outputs,
@@ -21,13 +21,13 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = ("lessons", "exercises")
+FOLDERS = ("lessons", "course/source")  # the lessons, and the assignments' instructor copies
 PARAMETER_NAMES = ("DATASET", "FAST")
 SKIP_DIRS = {".ipynb_checkpoints"}
 
 
 def course_notebooks(root: Path = ROOT) -> list[Path]:
-    """Every notebook under lessons/ and exercises/ of ``root``."""
+    """Every notebook under lessons/ and course/source/ of ``root``."""
     found = []
     for folder in FOLDERS:
         found += [f for f in sorted((root / folder).rglob("*.ipynb")) if not SKIP_DIRS & set(f.parts)]
@@ -102,7 +102,7 @@ def problems(path, lesson: bool | None = None) -> list[str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("paths", nargs="*", help="notebooks (default: lessons/ and exercises/)")
+    parser.add_argument("paths", nargs="*", help="notebooks (default: lessons/ and course/source/)")
     args = parser.parse_args(argv)
     files = [Path(p) for p in args.paths] or course_notebooks()
     found = [msg for f in files for msg in problems(f)]
