@@ -32,6 +32,15 @@ import pytest
 nbformat = pytest.importorskip("nbformat", reason="the course extra: pip install -e .[course]")
 NEEDS_NBGRADER = "the course extra: pip install -e .[course]"  # the tests that run nbgrader skip without it
 
+
+def _need_nbgrader() -> None:
+    """Skip without nbgrader, unless SCRATCHVAE_REQUIRE_NBGRADER=1 (CI's course step) makes
+    that a failure: there a skip would pass the course without grading anything."""
+    if os.environ.get("SCRATCHVAE_REQUIRE_NBGRADER", "0") == "1":
+        import nbgrader  # noqa: F401  (an ImportError fails the test)
+    else:
+        pytest.importorskip("nbgrader", reason=NEEDS_NBGRADER)
+
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = ROOT / "course"
 ASSIGNMENTS = sorted(p.name for p in (COURSE / "source").iterdir() if p.is_dir())
@@ -112,7 +121,7 @@ def graded(tmp_path_factory):
 
     Returns {(assignment, student): {grade_id: (score, max_score, ename, evalue, stdout)}}
     and the course folder."""
-    pytest.importorskip("nbgrader", reason=NEEDS_NBGRADER)
+    _need_nbgrader()
     from nbgrader.api import Gradebook
     root = tmp_path_factory.mktemp("course") / "course"
     shutil.copytree(COURSE, root, ignore=shutil.ignore_patterns(*GENERATED))
@@ -312,7 +321,7 @@ print("ok")
 
 
 def test_make_student_is_a_wrapper_around_nbgrader(tmp_path):
-    pytest.importorskip("nbgrader", reason=NEEDS_NBGRADER)
+    _need_nbgrader()
     course = tmp_path / "course"
     shutil.copytree(COURSE, course, ignore=shutil.ignore_patterns(*GENERATED))
     tool = [sys.executable, str(ROOT / "tools" / "make_student.py")]

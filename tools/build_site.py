@@ -15,8 +15,7 @@ What it does:
    named on the command line) and ``lessons/NOTATION.md``, and MathJax's
    ``tex-svg-full.js`` in ``_static/mathjax/``. The index gets its course map from the
    lesson table of ``lessons/README.md`` and lists the assignments found in
-   ``course/source/`` and the exercise notebooks in ``exercises/`` (instructor copies with
-   solutions: listed, not published).
+   ``course/source/`` (instructor copies with solutions: listed, not published).
 2. Runs Sphinx once, which executes each lesson top to bottom in its folder (myst-nb) with
    this process's environment, so ``SCRATCHVAE_FAST=1`` gives the fast setting; a lesson
    that fails stops the build.
@@ -105,7 +104,7 @@ def course_map(lessons: list[Path]) -> str:
 
 
 def assignments(repo_url: str, branch: str) -> str:
-    """A list of the nbgrader assignments and exercise notebooks, linked to the repository."""
+    """A list of the nbgrader assignments, linked to the repository."""
     items = []
     source = ROOT / "course" / "source"
     for folder in sorted(p for p in source.glob("*") if p.is_dir()) if source.is_dir() else []:
@@ -113,14 +112,10 @@ def assignments(repo_url: str, branch: str) -> str:
             rel = nb.relative_to(ROOT).as_posix()
             items.append(f"- **{folder.name}**: {notebook_title(nb) or nb.stem} "
                          f"([instructor copy in the repository]({repo_url}/blob/{branch}/{rel}))")
-    for nb in sorted((ROOT / "exercises").glob("*.ipynb")):
-        rel = nb.relative_to(ROOT).as_posix()
-        items.append(f"- **{nb.stem}**: {notebook_title(nb) or nb.stem} "
-                     f"([instructor copy in the repository]({repo_url}/blob/{branch}/{rel}))")
-    intro = ("Graded work comes as nbgrader assignments (`course/`) and exercise notebooks "
-             "(`exercises/`). The copies in the repository hold the solutions, so they are "
+    intro = ("Graded work comes as nbgrader assignments (`course/`), in which you write the "
+             "pieces yourself. The copies in the repository hold the solutions, so they are "
              "listed here rather than published; your instructor hands out the student versions "
-             "(`python tools/make_student.py exercises/ --out build/student/` writes them).")
+             "(`nbgrader generate_assignment`, or `python tools/make_student.py`, writes them).")
     return intro + "\n\n" + ("\n".join(items) if items else "- (none in this checkout)")
 
 

@@ -1,6 +1,6 @@
 """Strip outputs and execution counts from notebooks, in place (for contributors).
 
-    python tools/strip_outputs.py lessons/ exercises/          # folders: every *.ipynb
+    python tools/strip_outputs.py lessons/ course/source/      # folders: every *.ipynb
     python tools/strip_outputs.py lessons/01_backprop_and_gradcheck.ipynb
 
 Notebooks in git carry no outputs: code cells get ``outputs = []`` and
