@@ -26,6 +26,7 @@ ALLOWED = {
     "plotting.py",
     "cli.py",
     "checkpoint.py",
+    "threads.py",  # measures a NumPy product to choose BLAS threads (host-side, like backend)
     "kernels/cpu.py", "kernels/gpu.py",  # compiled kernels for NumPy (numba) and CuPy arrays
 }
 
