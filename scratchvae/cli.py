@@ -27,6 +27,7 @@ import numpy as np
 
 from . import __version__, backend, checkpoint, datasets, kernels
 from .checks import positive_int
+from .models.objectives import OBJECTIVES
 
 EXAMPLES = {
     "train": """examples:
@@ -34,11 +35,16 @@ EXAMPLES = {
   scratchvae train --out runs/wide --z-dim 8 --hidden 512 256
   scratchvae train --dataset mnist --epochs 20 --hidden 400 --z-dim 20
   scratchvae train --likelihood gaussian --samples 5 --kl-warmup 2000
+  scratchvae train --out runs/beta4 --z-dim 10 --beta 4       # a beta-VAE
+  scratchvae train --out runs/iwae --z-dim 10 --objective iwae --samples 5   # the IWAE bound, k = 5
+  scratchvae train --out runs/cvae --conditional    # draws the digit you ask for: samples.png, a row per class
   scratchvae train --backend cupy --batch-size 1024
   scratchvae train --no-kernels                     # the textbook alone, no compiled twins""",
     "sample": """examples:
   scratchvae sample runs/digits/model.npz
-  scratchvae sample runs/digits/model.npz --n 100 --seed 3 --out samples.png""",
+  scratchvae sample runs/digits/model.npz --n 100 --seed 3 --out samples.png
+  scratchvae sample runs/cvae/model.npz              # a conditional VAE: a row per class
+  scratchvae sample runs/cvae/model.npz --label 7    # ... or only 7s""",
     "reconstruct": """examples:
   scratchvae reconstruct runs/digits/model.npz
   scratchvae reconstruct runs/digits/model.npz --n 20 --out recon.png""",
@@ -74,6 +80,17 @@ def non_negative_int(text: str) -> int:
     return n
 
 
+def non_negative_float(text: str) -> float:
+    """An ``argparse`` type for weights such as beta: a finite number >= 0."""
+    try:
+        x = float(text)
+    except ValueError:
+        x = -1.0
+    if not 0.0 <= x < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return x
+
+
 def _user_path(text: str) -> str:
     """An ``argparse`` type for paths: ``~`` is the home folder, even in ``--out=~/x``,
     which the shell leaves as it is."""
@@ -107,10 +124,12 @@ def _train(args) -> int:
     print(f"scratchvae {__version__}: {ds!r} on {b.name} ({b.device}); output in {out}/")
     model = VAE(ds.n_features, hidden=tuple(args.hidden), z_dim=args.z_dim, likelihood=args.likelihood,
                 activation=args.activation, seed=args.seed,
-                decoder_logvar="learned" if args.decoder_logvar is None else args.decoder_logvar)
+                decoder_logvar="learned" if args.decoder_logvar is None else args.decoder_logvar,
+                n_classes=ds.n_classes if args.conditional else None)
     trainer = Trainer(model, Adam(lr=args.lr), batch_size=args.batch_size, n_samples=args.samples,
                       kl_warmup=args.kl_warmup, binarize="dynamic" if args.binarize == "dynamic" else None,
-                      seed=args.seed, progress=not args.quiet, kernels=False if args.no_kernels else None)
+                      seed=args.seed, progress=not args.quiet, kernels=False if args.no_kernels else None,
+                      objective=args.objective, beta=args.beta)
     trainer.extra = {"data": {"name": ds.name, "split_seed": args.seed, "binarize": args.binarize,
                               "data_dir": args.data_dir, "image_shape": list(ds.image_shape)}}
     config = {"version": __version__, **{k: v for k, v in vars(args).items() if k not in ("func",)},
@@ -130,7 +149,8 @@ def _train(args) -> int:
     # a run that fails before it leaves the earlier run's pair, one that fails later its own
     trainer.callback = after_epoch
     t0 = time.perf_counter()
-    history = trainer.fit(ds.x_train, ds.x_val, epochs=args.epochs, checkpoint_path=out / "model.npz")
+    history = trainer.fit(ds.x_train, ds.x_val, epochs=args.epochs, checkpoint_path=out / "model.npz",
+                          y_train=_labels(model, ds, "train"), y_val=_labels(model, ds, "val"))
     epochs_bar.close()
     train_time = time.perf_counter() - t0
     _write_atomic(out / "history.csv", _history_csv(history))
@@ -142,8 +162,12 @@ def _train(args) -> int:
     written = ["model.npz", "config.json", "history.csv", "metrics.json", *_figures(model, ds, history, out, args.seed)]
     print(f"test: negative ELBO {metrics['test']['neg_elbo']:.2f} nats "
           f"(rec {metrics['test']['rec']:.2f} + KL {metrics['test']['kl']:.2f}), "
-          f"IWAE (k={args.iwae_k}) -log p(x) ~ {metrics['test_nll_iwae']:.2f}; "
+          f"IWAE (k={args.iwae_k}) -log p(x{' | y' if args.conditional else ''}) ~ {metrics['test_nll_iwae']:.2f}, "
+          f"{metrics['active_units']} of {args.z_dim} latent units active; "
           f"{train_time:.1f} s for {trainer.epoch} epochs")
+    if args.conditional:
+        print(f"samples drawn for each class: {100 * metrics['samples_read_as_asked']:.1f}% read as the class "
+              "asked for by a 1-nearest-neighbour classifier on the training images")
     print(f"wrote {', '.join(sorted(written))}")
     stale = out / "manifold.png"
     if "manifold.png" not in written and stale.is_file():
@@ -152,17 +176,50 @@ def _train(args) -> int:
     return 0
 
 
+def _labels(model, ds, split: str):
+    """The labels of a split for a conditional model, None for a VAE."""
+    return getattr(ds, f"y_{split}") if model.n_classes is not None else None
+
+
 def _metrics(model, trainer, ds, k: int, n_samples: int) -> dict:
-    """Negative ELBO (rec + KL) on each split, and the IWAE estimate on the test set."""
+    """Negative ELBO (rec + KL) on each split; on the test set the IWAE estimate, the
+    active units and the KL per latent dimension; for a conditional VAE, how often its
+    samples are read as the class asked for."""
     metrics = {}
     for split in ("train", "val", "test"):
         x = getattr(ds, f"x_{split}")
-        ev = trainer.evaluate(x, n_samples=n_samples)
+        ev = trainer.evaluate(x, n_samples=n_samples, y=_labels(model, ds, split))
         metrics[split] = {"neg_elbo": ev["neg_elbo"], "rec": ev["rec"], "kl": ev["kl"]}
-    metrics["test_nll_iwae"] = -model.log_likelihood(ds.x_test, k=k)
+    y = _labels(model, ds, "test")
+    metrics["test_nll_iwae"] = -model.log_likelihood(ds.x_test, k=k, y=y)
     metrics["iwae_k"] = k
     metrics["elbo_samples"] = n_samples
+    metrics.update(_latent_use(model, ds.x_test, y))
+    if model.n_classes is not None:
+        metrics["samples_read_as_asked"] = _read_as_asked(model, ds)
     return metrics
+
+
+def _latent_use(model, x, y) -> dict:
+    """Active units (Burda et al.) and the KL per latent dimension, on x."""
+    from .models import active_units, kl_per_dimension
+
+    count, activity = active_units(model, x, y=y)
+    return {"active_units": count, "activity": [float(a) for a in backend.to_numpy(activity)],
+            "kl_per_dim": [float(a) for a in backend.to_numpy(kl_per_dimension(model, x, y=y))]}
+
+
+def _read_as_asked(model, ds, per_class: int = 100, seed: int = 0) -> float:
+    """The share of a conditional VAE's samples, per_class drawn for each class, that a
+    1-nearest-neighbour classifier on the real training images reads as the class asked for."""
+    asked = np.repeat(np.arange(model.n_classes), per_class)
+    model.rng = backend.RNG(seed)
+    drawn = backend.to_numpy(model.sample(len(asked), y=asked)).astype(np.float64)
+    x = ds.x_train.astype(np.float64)
+    sq = (x * x).sum(axis=1)
+    read = np.concatenate([ds.y_train[np.argmin(sq[None, :] - 2.0 * q @ x.T, axis=1)]  # ||q - x||^2 - ||q||^2
+                           for q in np.array_split(drawn, max(1, len(drawn) // 256))])
+    return float(np.mean(read == asked))
 
 
 def _history_csv(history: dict) -> str:
@@ -195,29 +252,43 @@ def _figures(model, ds, history, out: Path, seed: int) -> list:
 
     to_host = backend.to_numpy
     skip = {"epoch", "time", "beta"}
-    if all(b == 1.0 for b in history["beta"]):  # no warm-up: the loss is the negative ELBO
-        skip |= {"train_neg_elbo", "val_neg_elbo"}
+    for split in ("train", "val"):  # a bound that is the loss itself (no warm-up; the IWAE's) is drawn once
+        skip |= {k for k in (f"{split}_neg_elbo", f"{split}_neg_iwae") if history.get(k) == history.get(f"{split}_loss")}
     plotting.learning_curves({k: v for k, v in history.items() if k not in skip}, path=out / "curves.png")
     _reconstruction_figure(model, ds, out / "reconstructions.png")
     model.rng = backend.RNG(seed + 1)
-    plotting.image_grid(to_host(model.sample(100)), ds.image_shape, nrow=10,
-                        title="samples from the prior: E[x | z], z ~ N(0, I)", path=out / "samples.png")
-    mu, _ = model.encode(backend.asarray(ds.x_test))
+    if model.n_classes is None:
+        plotting.image_grid(to_host(model.sample(100)), ds.image_shape, nrow=10,
+                            title="samples from the prior: E[x | z], z ~ N(0, I)", path=out / "samples.png")
+    else:
+        _class_figure(model, ds.image_shape, 10, out / "samples.png")
+    mu, _ = model.encode(backend.asarray(ds.x_test), y=_labels(model, ds, "test"))
     plotting.latent_scatter(to_host(mu), ds.y_test, path=out / "latent.png",
                             title="test set: posterior means of z, coloured by label")
     names = ["curves.png", "reconstructions.png", "samples.png", "latent.png"]
-    if model.z_dim == 2:
+    if model.z_dim == 2 and model.n_classes is None:  # a conditional VAE's z means nothing without y
         plotting.manifold(lambda z: to_host(model.mean_image(model.decode(backend.asarray(z)))),
                           ds.image_shape, n=20, path=out / "manifold.png")
         names.append("manifold.png")
     return names
 
 
+def _class_figure(model, image_shape, per_class: int, path) -> None:
+    """A conditional VAE's samples, a row of per_class for each class (model.rng draws)."""
+    from . import plotting
+
+    C = model.n_classes
+    drawn = backend.to_numpy(model.sample(C * per_class, y=np.repeat(np.arange(C), per_class)))
+    plotting.samples_by_class(drawn.reshape(C, per_class, -1), image_shape, path=path,
+                              title="samples E[x | z, y], z ~ N(0, I), a row per class y")
+
+
 def _reconstruction_figure(model, ds, path, n: int = 10) -> None:
     from . import plotting
 
     x = ds.x_test[:n]
-    plotting.reconstructions(x, backend.to_numpy(model.reconstruct(backend.asarray(x))), ds.image_shape,
+    y = None if model.n_classes is None else ds.y_test[:n]
+    plotting.reconstructions(x, backend.to_numpy(model.reconstruct(backend.asarray(x), y=y)), ds.image_shape,
                              n=n, path=path)
 
 
@@ -280,9 +351,18 @@ def _sample(args) -> int:
     shape = tuple(data["image_shape"]) if data and "image_shape" in data else _dataset_of(data, args).image_shape
     out = _default_out(args, "samples.png")
     _writable(out.parent)
+    if args.label is not None and model.n_classes is None:
+        raise UserError(f"--label applies to a conditional VAE (`scratchvae train --conditional`); "
+                        f"{args.checkpoint} holds an unconditional one: leave --label out")
+    if args.label is not None and args.label >= model.n_classes:
+        raise UserError(f"--label {args.label}: this VAE knows classes 0..{model.n_classes - 1}")
     nrow = int(round(args.n ** 0.5))
-    plotting.image_grid(backend.to_numpy(model.sample(args.n)), shape, nrow=nrow,
-                        title="samples from the prior", path=out)
+    if model.n_classes is not None and args.label is None:  # a row per class
+        _class_figure(model, shape, max(1, args.n // model.n_classes), out)
+    else:
+        plotting.image_grid(backend.to_numpy(model.sample(args.n, y=args.label)), shape, nrow=nrow,
+                            title="samples from the prior" + (f", class {args.label}" if args.label is not None
+                                                              else ""), path=out)
     print(f"wrote {out}")
     return 0
 
@@ -303,11 +383,12 @@ def _evaluate(args) -> int:
     model, data = _load(args)
     ds = _dataset_of(data, args)
     x = getattr(ds, f"x_{args.split}")
+    y = _labels(model, ds, args.split)
     model.rng = backend.RNG(args.seed)
-    ev = Trainer(model, None, progress=False).evaluate(x, n_samples=args.samples)
-    nll = -model.log_likelihood(x, k=args.k)
+    ev = Trainer(model, None, progress=False).evaluate(x, n_samples=args.samples, y=y)
+    nll = -model.log_likelihood(x, k=args.k, y=y)
     result = {"split": args.split, "n": int(len(x)), "neg_elbo": ev["neg_elbo"], "rec": ev["rec"],
-              "kl": ev["kl"], "nll_iwae": nll, "k": args.k}
+              "kl": ev["kl"], "nll_iwae": nll, "k": args.k, **_latent_use(model, x, y)}
     print(json.dumps(result, indent=2))
     return 0
 
@@ -502,11 +583,22 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--decoder-logvar", type=float, default=None,
                    help="Gaussian decoder: fixed log-variance (default: learned per pixel)")
     t.add_argument("--activation", default="relu", help="hidden activation (default: relu)")
-    t.add_argument("--samples", type=positive_int, default=1, help="L, samples of z per example in the ELBO (default: 1)")
+    t.add_argument("--samples", type=positive_int, default=1,
+                   help="L, samples of z per example in the ELBO, or the IWAE's k (default: 1)")
+    t.add_argument("--objective", choices=list(OBJECTIVES), default="elbo",
+                   help="training objective: elbo (the KL in closed form), elbo_mc (Monte-Carlo ELBO, "
+                        "log p(x, z) - log q(z | x) per sample), iwae (importance-weighted bound with "
+                        "k = --samples) (default: elbo)")
+    t.add_argument("--conditional", action="store_true",
+                   help="train a conditional VAE on the images and their labels; samples.png then has a "
+                        "row per class")
     t.add_argument("--epochs", type=positive_int, default=300, help="epochs (default: 300, about 10 s for digits on 2 cores)")
     t.add_argument("--batch-size", type=positive_int, default=64, help="batch size (default: 64)")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    t.add_argument("--kl-warmup", type=non_negative_int, default=0, help="steps over which the KL weight rises 0 -> 1 (default: 0)")
+    t.add_argument("--kl-warmup", type=non_negative_int, default=0,
+                   help="steps over which the KL weight rises 0 -> beta (default: 0)")
+    t.add_argument("--beta", type=non_negative_float, default=1.0,
+                   help="weight of the KL, the beta-VAE's beta (default: 1, the ELBO)")
     t.add_argument("--binarize", choices=["fixed", "dynamic"], default=None, help="binarize pixels (default: grey levels)")
     t.add_argument("--iwae-k", type=positive_int, default=1000, help="importance samples for the test log-likelihood (default: 1000)")
     t.add_argument("--eval-samples", type=positive_int, default=10, help="samples per example for the reported ELBOs (default: 10)")
@@ -525,6 +617,9 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--seed", type=non_negative_int, default=0, help="seed of the draws (default: 0)")
         if name == "reconstruct":
             s.add_argument("--data-dir", type=_user_path, default=None, help=DATA_DIR_HELP)
+        else:
+            s.add_argument("--label", type=non_negative_int, default=None,
+                           help="a conditional VAE: draw only this class (default: a row per class)")
 
     e = command("evaluate", "negative ELBO and importance-weighted log-likelihood from a checkpoint", _evaluate)
     e.add_argument("checkpoint", type=_user_path, help="a model.npz written by `scratchvae train`")

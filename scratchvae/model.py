@@ -7,12 +7,15 @@ Every model (the VAE, both autoencoders) subclasses ``Model``:
     model.config                      JSON-able dict: type(model)(**model.config) rebuilds it
     model.rng                         scratchvae.backend.RNG: weights, then the model's noise
     model.options                     the keywords loss_and_grads accepts besides x and
-                                      check, e.g. ("n_samples", "eps", "beta"); loss takes
-                                      those of them that a forward pass needs
+                                      check, e.g. ("n_samples", "eps", "beta", "objective",
+                                      "y"); loss takes those of them that a forward pass needs
     loss, stats = model.loss_and_grads(x, check=True, **options)
                                       WRITES d loss / d param into model.grads (never adds)
     loss, stats = model.loss(x, check=True, **options)     forward only, no gradients
-    model.check_data(x, name="x")     every check of a data set (shape, NaN, range), once
+    model.check_data(x, name="x")     every check of a data set (shape, NaN, range), once;
+                                      a model whose options list "y" (labels, one per row
+                                      of x) takes check_data(x, name, y=labels) and checks
+                                      both (the Trainer passes y_train and y_val there)
 
 ``loss`` is a 0-d array in nats per example; ``stats`` a dict of 0-d arrays (its parts).
 Checkpoints find a model's class by name in ``Model.registry``, filled as each concrete

@@ -1,5 +1,6 @@
-"""Figures for the lessons and the command line: image grids, reconstructions, the
-latent space, the decoded manifold, and learning curves (matplotlib, host-side NumPy).
+"""Figures for the lessons and the command line: image grids, samples by class,
+reconstructions, the latent space, the decoded manifold, and learning curves
+(matplotlib, host-side NumPy).
 
 Every function takes NumPy arrays (or any backend's arrays: they are copied to the host
 with ``backend.to_numpy``), returns the matplotlib ``Figure``, and with ``path=...``
@@ -112,6 +113,42 @@ def image_grid(images, image_shape, nrow: int | None = None, title: str | None =
     scale = 6.0 / max(h, w)  # the longer side is 6 inches
     fig, ax = _plt().subplots(figsize=(max(w * scale, 1.5), max(h * scale, 1.5) + (0.4 if title else 0)))
     _show(ax, mosaic)
+    if title:
+        ax.set_title(title)
+    return _finish(fig, path)
+
+
+def samples_by_class(images, image_shape, classes=None, title: str | None = None, path=None,
+                     ylabel: str = "class asked for"):
+    """Samples of a conditional model, one row per class, the class named on the left.
+
+    Inputs:
+    - images: (C, n, H*W) or (C, n, H, W): row c holds n images drawn for class c.
+    - image_shape: (H, W).
+    - classes: optional C names of the rows (default 0, 1, ..., C-1).
+    - title: optional title; path: optional PNG file to write; ylabel: what the rows are.
+
+    Returns:
+    - the matplotlib Figure.
+    """
+    a = _host(images, "images")
+    if a.ndim not in (3, 4) or 0 in a.shape[:2]:
+        raise ValueError(f"images must have shape (C, n, H*W) or (C, n, H, W), one row of n images per "
+                         f"class; got {a.shape}")
+    C, n = a.shape[:2]
+    imgs = _as_images(a.reshape(C * n, *a.shape[2:]), image_shape, "images")
+    names = [str(c) for c in (range(C) if classes is None else classes)]
+    if len(names) != C:
+        raise ValueError(f"classes names {len(names)} rows, but images holds {C}; give one name per row")
+    mosaic = tile(imgs, n)
+    h, w = mosaic.shape
+    scale = 7.0 / max(h, w)
+    fig, ax = _plt().subplots(figsize=(w * scale + 0.8, h * scale + (0.5 if title else 0.2)))
+    _show(ax, mosaic)
+    H = imgs.shape[1]
+    ax.set_yticks([r * (H + 1) + (H - 1) / 2 for r in range(C)], names)
+    ax.tick_params(axis="y", length=0)
+    ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     return _finish(fig, path)
@@ -356,4 +393,4 @@ def learning_curves(history: dict, path=None):
 
 
 __all__ = ["image_grid", "latent_scatter", "learning_curves", "manifold", "normal_quantiles",
-           "pca_2d", "reconstructions", "tile"]
+           "pca_2d", "reconstructions", "samples_by_class", "tile"]

@@ -2,13 +2,19 @@
 
     trainer = Trainer(model, Adam(lr=1e-3), batch_size=128, seed=0)
     history = trainer.fit(x_train, x_val, epochs=20, checkpoint_path="run/model.npz")
+    trainer.fit(x_train, x_val, y_train=labels, y_val=val_labels)   # a conditional VAE
 
 What it adds to the bare loop ``loss_and_grads`` + ``opt.step``:
 - shuffling from a seeded generator, so one seed gives the same run every time;
-- optional KL warm-up: beta rises linearly from 0 to 1 over ``kl_warmup`` steps;
+- a KL weight beta (the beta-VAE, L7 (1)), and optional KL warm-up: beta rises
+  linearly from 0 to its value over ``kl_warmup`` steps, L7 (2);
+- the model's objective, for models that take one (the VAE: "elbo", "elbo_mc", "iwae");
+- labels, for models whose loss_and_grads takes y (a conditional VAE): each batch's
+  labels travel with its rows;
 - optional dynamic binarization (a fresh Bernoulli draw of every batch, as in IWAE);
 - a history per epoch of train and validation loss with their parts ("rec", "kl"),
-  each a mean per example;
+  each a mean per example (the validation loss with the trainer's objective and
+  n_samples, at beta = 1);
 - a tqdm progress bar with the running loss (``progress=False`` turns it off;
   TQDM_DISABLE does not reach notebook widgets);
 - a callback ``callback(trainer, record)`` after every epoch;
@@ -49,8 +55,12 @@ class Trainer:
     - batch_size: examples per step.
     - n_samples: L, for models whose loss_and_grads takes n_samples (the VAE); None
       leaves the model's default. Other models refuse it.
-    - kl_warmup: steps over which beta rises from 0 to 1 (0: beta = 1 throughout); > 0
+    - kl_warmup: steps over which beta rises from 0 to ``beta`` (0: no warm-up); > 0
       only for models whose loss_and_grads takes beta (the VAE).
+    - beta: the weight of the KL once warmed up (1: the ELBO; the beta-VAE's beta);
+      != 1 only for models whose loss_and_grads takes beta.
+    - objective: passed to loss_and_grads for models that take one (the VAE: "elbo",
+      "elbo_mc", "iwae", where n_samples is the IWAE's k); None leaves the model's default.
     - binarize: "dynamic" to draw x ~ Bernoulli(x) afresh for every batch.
     - seed: seeds shuffling (and binarization).
     - progress: show a tqdm progress bar.
@@ -65,7 +75,8 @@ class Trainer:
 
     def __init__(self, model, optimizer, batch_size: int = 128, n_samples: int | None = None,
                  kl_warmup: int = 0, binarize: str | None = None, seed: int = 0,
-                 progress: bool = True, log_every: int = 10, callback=None, kernels: bool | None = None):
+                 progress: bool = True, log_every: int = 10, callback=None, kernels: bool | None = None,
+                 objective: str | None = None, beta: float = 1.0):
         if binarize not in (None, "dynamic"):
             raise ValueError(f"binarize must be None or 'dynamic', got {binarize!r}")
         batch_size = check_positive_int(batch_size, "batch_size")
@@ -74,15 +85,22 @@ class Trainer:
         if isinstance(kl_warmup, bool) or not isinstance(kl_warmup, numbers.Integral) or kl_warmup < 0:
             raise ValueError(f"kl_warmup must be an integer >= 0 (steps; 0 turns it off), got {kl_warmup!r}")
         # refused here, not with a TypeError at the first step
+        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not (0.0 <= beta < math.inf):
+            raise ValueError(f"beta must be a finite number >= 0 (the KL weight; 1 is the ELBO), got {beta!r}")
+        if objective is not None and not isinstance(objective, str):
+            raise ValueError(f"objective must be a name such as 'elbo' or 'iwae' (or None), got {objective!r}")
         for option, keyword, used in (("n_samples", "n_samples", n_samples is not None),
-                                      ("kl_warmup", "beta", kl_warmup > 0)):
+                                      ("kl_warmup", "beta", kl_warmup > 0),
+                                      ("beta", "beta", beta != 1.0),
+                                      ("objective", "objective", objective is not None)):
             if used and keyword not in getattr(model, "options", ()):
                 raise ValueError(
                     f"{option} applies to models whose loss_and_grads takes {keyword} (the VAE); "
                     f"{type(model).__name__}.options does not list it. Leave {option} at its default")
         self.model, self.optimizer = model, optimizer
         self.batch_size, self.n_samples = int(batch_size), n_samples
-        self.kl_warmup, self.binarize = int(kl_warmup), binarize
+        self.kl_warmup, self.binarize, self.objective = int(kl_warmup), binarize, objective
+        self.beta_max = float(beta)
         self.seed, self.progress, self.log_every, self.callback = seed, progress, max(1, int(log_every)), callback
         self.rng = backend.RNG(seed)
         use_kernels = kernels_module.enabled() if kernels is None else bool(kernels)
@@ -99,17 +117,23 @@ class Trainer:
     # ---- one step ----------------------------------------------------------------
 
     def beta(self) -> float:
-        """KL weight at the current step: min(1, step / kl_warmup)."""
-        return 1.0 if self.kl_warmup <= 0 else min(1.0, self.step / self.kl_warmup)
+        """KL weight at the current step: beta min(1, step / kl_warmup), L7 (2)."""
+        return self.beta_max if self.kl_warmup <= 0 else self.beta_max * min(1.0, self.step / self.kl_warmup)
 
     def model_options(self) -> dict:
         """The keywords this trainer passes to ``model.loss_and_grads`` at this step."""
         kw = {"check": False}
         if self.n_samples is not None:
             kw["n_samples"] = self.n_samples
-        if self.kl_warmup > 0:
+        if self.kl_warmup > 0 or self.beta_max != 1.0:
             kw["beta"] = self.beta()
+        if self.objective is not None:
+            kw["objective"] = self.objective
         return kw
+
+    def _eval_options(self) -> dict:
+        """What the validation loss is computed with: the training options at beta = 1."""
+        return {k: v for k, v in self.model_options().items() if k in ("n_samples", "objective")}
 
     def _batch(self, X, idx):
         xb = array_namespace(X).take(X, idx, axis=0)
@@ -118,21 +142,30 @@ class Trainer:
             xb = xp.astype(self.rng.uniform(xb.shape) < xb, xb.dtype)  # x ~ Bernoulli(x)
         return xb
 
-    def train_step(self, xb):
-        """One step on the batch ``xb``: the model's loss and gradients, then the
-        optimizer's update (its compiled twin where the kernels run). Returns
-        (loss, stats) as ``model.loss_and_grads``."""
-        loss, stats = self.model.loss_and_grads(xb, **self.model_options())
+    def train_step(self, xb, yb=None):
+        """One step on the batch ``xb`` (with its labels ``yb`` for a conditional model):
+        the model's loss and gradients, then the optimizer's update (its compiled twin
+        where the kernels run). Returns (loss, stats) as ``model.loss_and_grads``."""
+        kw = self.model_options() if yb is None else {**self.model_options(), "y": yb}
+        loss, stats = self.model.loss_and_grads(xb, **kw)
         self.update(self.model.params, self.model.grads)
         self.step += 1
         return loss, stats
 
     # ---- epochs ------------------------------------------------------------------
 
-    def fit(self, x_train, x_val=None, epochs: int = 10, checkpoint_path=None) -> dict:
-        """Train for ``epochs`` more epochs. Returns the history (a dict of lists)."""
-        X = self._prepare(x_train, "x_train")
-        V = self._prepare(x_val, "x_val") if x_val is not None else None
+    def fit(self, x_train, x_val=None, epochs: int = 10, checkpoint_path=None, y_train=None,
+            y_val=None) -> dict:
+        """Train for ``epochs`` more epochs. Returns the history (a dict of lists).
+
+        ``y_train`` and ``y_val``: the labels (one integer per row) of x_train and x_val,
+        for a model whose loss_and_grads takes y (a conditional VAE); each batch's labels
+        go with its rows.
+        """
+        if x_val is None and y_val is not None:
+            raise ValueError("y_val was given without x_val; pass the validation images too, or leave y_val out")
+        X, Y = self._prepare(x_train, "x_train", y_train)
+        V, YV = self._prepare(x_val, "x_val", y_val) if x_val is not None else (None, None)
         xp = array_namespace(X)
         N = X.shape[0]
         batches = batch_slices(N, self.batch_size)
@@ -152,7 +185,7 @@ class Trainer:
             for i in range(steps_per_epoch):
                 idx = perm[batches[i]]
                 xb = self._batch(X, idx)
-                loss, stats = self.train_step(xb)
+                loss, stats = self.train_step(xb, None if Y is None else xp.take(Y, idx, axis=0))
                 rows = idx.shape[0]  # the last batch may be short: weight each mean by its rows
                 terms = {k: v * rows for k, v in {"loss": loss, **stats}.items()}
                 sums = terms if sums is None else {k: sums[k] + v for k, v in terms.items()}
@@ -184,7 +217,7 @@ class Trainer:
             record = {"epoch": self.epoch, "time": time.perf_counter() - t0, "beta": self.beta()}
             record.update({f"train_{k}": float(v) / N for k, v in sums.items()})  # per-example means
             if V is not None:
-                record.update({f"val_{k}": v for k, v in self.evaluate(V).items()})
+                record.update({f"val_{k}": v for k, v in self.evaluate(V, y=YV, **self._eval_options()).items()})
             for k, v in record.items():
                 self.history.setdefault(k, []).append(v)
             if checkpoint_path is not None:
@@ -194,23 +227,35 @@ class Trainer:
                 self.callback(self, record)
         return self.history
 
-    def evaluate(self, x, batch_size: int = 1000, **kwargs) -> dict:
-        """Mean loss and stats over ``x`` without gradients (``model.loss``); ``kwargs``
-        go to it (e.g. ``n_samples=10``)."""
-        X = self._prepare(x, "x")
+    def evaluate(self, x, batch_size: int = 1000, y=None, **kwargs) -> dict:
+        """Mean loss and stats over ``x`` (with its labels ``y`` for a conditional model)
+        without gradients (``model.loss``); ``kwargs`` go to it (e.g. ``n_samples=10``,
+        ``objective="iwae"``)."""
+        X, Y = self._prepare(x, "x", y)
         batch_size = check_positive_int(batch_size, "batch_size")
         totals: dict = {}
         for rows in batch_slices(X.shape[0], batch_size):
             xb = X[rows, ...]
-            loss, stats = self.model.loss(xb, check=False, **kwargs)
+            labels = {} if Y is None else {"y": Y[rows]}
+            loss, stats = self.model.loss(xb, check=False, **labels, **kwargs)
             for k, v in {"loss": loss, **stats}.items():
                 totals[k] = totals.get(k, 0.0) + float(v) * xb.shape[0]
         return {k: v / X.shape[0] for k, v in totals.items()}
 
-    def _prepare(self, x, name: str):
+    def _prepare(self, x, name: str, y=None):
+        """x (and its labels y) on the backend, checked once by the model: (X, Y or None)."""
         X = backend.asarray(x)
-        self.model.check_data(X, name)  # the model's own checks (shape, NaN, columns, pixel range), once
-        return X
+        Y = None if y is None else backend.asarray(y)
+        y_name = "y" + name[1:]
+        if "y" in getattr(self.model, "options", ()):
+            # the model's own checks (shape, NaN, columns, pixel range; its labels), once
+            self.model.check_data(X, name, y=Y)
+        elif Y is not None:
+            raise ValueError(f"{y_name} applies to models whose loss_and_grads takes y (a conditional VAE); "
+                             f"{type(self.model).__name__}.options does not list it. Leave {y_name} out")
+        else:
+            self.model.check_data(X, name)
+        return X, Y
 
     # ---- checkpoints ---------------------------------------------------------------
 
@@ -218,7 +263,8 @@ class Trainer:
         """Checkpoint the model, optimizer, both RNGs, step, epoch and history."""
         extra = {**self.extra, "step": self.step, "epoch": self.epoch, "history": self.history,
                  "trainer": {"batch_size": self.batch_size, "n_samples": self.n_samples,
-                             "kl_warmup": self.kl_warmup, "binarize": self.binarize,
+                             "kl_warmup": self.kl_warmup, "beta": self.beta_max, "binarize": self.binarize,
+                             "objective": self.objective,
                              "seed": self.seed, "log_every": self.log_every}}
         checkpoint.save(path, self.model, optimizer=self.optimizer, rngs={"trainer": self.rng}, extra=extra)
 

@@ -312,3 +312,45 @@ def test_train_keeps_freed_memory_in_its_own_process(tmp_path, monkeypatch):
     code = cli.main(["train", "--out", str(tmp_path / "r"), "--epochs", "1", "--hidden", "8", "--iwae-k", "2",
                      "--eval-samples", "2", "--quiet", "--backend", "numpy"])
     assert code == 0 and calls == [64]
+
+
+def test_train_with_the_iwae_objective(tmp_path):
+    assert cli.main(["train", "--out", str(tmp_path), *TINY, "--epochs", "2", "--objective", "iwae",
+                     "--samples", "3"]) == 0
+    header = (tmp_path / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"train_neg_iwae", "val_neg_iwae", "train_neg_elbo"} <= set(header)
+    assert json.loads((tmp_path / "config.json").read_text())["objective"] == "iwae"
+    assert checkpoint.read(tmp_path / "model.npz")["meta"]["extra"]["trainer"]["objective"] == "iwae"
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["active_units"] <= 2 and len(m["kl_per_dim"]) == len(m["activity"]) == 2
+    assert sum(m["kl_per_dim"]) == pytest.approx(m["test"]["kl"], rel=1e-5)  # the closed-form KL, split
+
+
+def test_train_conditional_draws_a_row_per_class(tmp_path, capsys):
+    out = tmp_path / "cvae"
+    assert cli.main(["train", "--out", str(out), *TINY, "--epochs", "2", "--conditional"]) == 0
+    printed = capsys.readouterr().out
+    assert "-log p(x | y)" in printed and "read as the class asked for" in printed
+    m = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= m["samples_read_as_asked"] <= 1.0
+    assert checkpoint.read(out / "model.npz")["meta"]["config"]["n_classes"] == 10
+    assert (out / "samples.png").is_file() and not (out / "manifold.png").exists()
+    ck = str(out / "model.npz")
+    assert cli.main(["sample", ck, "--n", "30", "--out", str(tmp_path / "rows.png")]) == 0
+    assert cli.main(["sample", ck, "--label", "3", "--n", "4", "--out", str(tmp_path / "threes.png")]) == 0
+    assert cli.main(["reconstruct", ck, "--out", str(tmp_path / "r.png")]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", ck, "--k", "5", "--samples", "1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["nll_iwae"] <= result["neg_elbo"] + 1.0 and len(result["kl_per_dim"]) == 2
+    _one_line_error(capsys, ["sample", ck, "--label", "10"], "this VAE knows classes 0..9")
+
+
+def test_label_needs_a_conditional_checkpoint(run, capsys):
+    _one_line_error(capsys, ["sample", str(run / "model.npz"), "--label", "3"], "--label applies to a conditional VAE")
+
+
+def test_unknown_objective_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--objective", "iwea"])
+    assert exit_info.value.code == 2 and "invalid choice: 'iwea'" in capsys.readouterr().err

@@ -89,6 +89,35 @@ def test_image_grid_takes_backend_arrays(bk, digits):
     np.testing.assert_array_equal(_mosaic(fig)[:8, :8], digits.x_test[0].reshape(8, 8))
 
 
+# ---- samples_by_class ------------------------------------------------------------------
+
+def test_samples_by_class_puts_each_class_on_its_row(tmp_path, digits):
+    """Row c holds the images drawn for class c, named on the left."""
+    rows = np.stack([digits.x_train[digits.y_train == c][:6] for c in range(10)])  # (10, 6, 64)
+    path = tmp_path / "by_class.png"
+    fig = plotting.samples_by_class(rows, (8, 8), title="by class", path=path)
+    _check_png(path)
+    m = _mosaic(fig)
+    assert m.shape == (10 * 9 - 1, 6 * 9 - 1)
+    np.testing.assert_array_equal(m[3 * 9:3 * 9 + 8, 2 * 9:2 * 9 + 8], rows[3, 2].reshape(8, 8))
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [str(c) for c in range(10)]
+    assert fig.axes[0].get_title() == "by class" and fig.axes[0].get_ylabel() == "class asked for"
+    named = plotting.samples_by_class(rows[:2].reshape(2, 6, 8, 8), (8, 8), classes=["even", "odd"], ylabel="")
+    assert [t.get_text() for t in named.axes[0].get_yticklabels()] == ["even", "odd"]
+    assert named.axes[0].get_ylabel() == ""
+
+
+@pytest.mark.parametrize("images, kw, message", [
+    (np.zeros((4, 64)), {}, r"shape \(C, n, H\*W\) or \(C, n, H, W\).*got \(4, 64\)"),
+    (np.zeros((0, 3, 64)), {}, "one row of n images per class"),
+    (np.zeros((2, 3, 63)), {}, "does not hold images of shape"),
+    (np.zeros((2, 3, 64)), {"classes": ["a"]}, "give one name per row"),
+])
+def test_samples_by_class_rejects_wrong_shapes(images, kw, message):
+    with pytest.raises(ValueError, match=message):
+        plotting.samples_by_class(images, (8, 8), **kw)
+
+
 # ---- reconstructions -------------------------------------------------------------------
 
 def test_reconstructions(tmp_path, digits):

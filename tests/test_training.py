@@ -252,3 +252,109 @@ def test_a_float32_run_stays_float32(use_kernels):
                   **{f"{s} {k}": a for s in ("m", "v") for k, a in t.optimizer.state[s].items()},
                   "loss": loss, **stats}
         assert {k: str(a.dtype) for k, a in arrays.items() if a.dtype != np.float32} == {}
+
+
+def _labels(n=96, seed=0):
+    return np.random.default_rng(seed + 1).integers(0, 3, n)
+
+
+def test_objective_reaches_the_model_and_the_history():
+    """objective goes to every step and to the validation loss (at the trainer's
+    n_samples, beta = 1); the IWAE's bound is recorded beside its ELBO."""
+    seen = []
+    model = VAE(12, hidden=(8,), z_dim=2, seed=0)
+    real = model.loss_and_grads
+    model.loss_and_grads = lambda x, **kw: seen.append((kw["objective"], kw["n_samples"])) or real(x, **kw)
+    t = Trainer(model, Adam(1e-3), batch_size=32, n_samples=3, objective="iwae", progress=False)
+    h = t.fit(_data(), _data()[:20], epochs=2)
+    assert seen == [("iwae", 3)] * 6
+    for key in ("train_neg_iwae", "val_neg_iwae", "train_neg_elbo", "val_neg_elbo"):
+        assert len(h[key]) == 2, key
+    assert h["train_loss"] == h["train_neg_iwae"] and h["val_loss"] == h["val_neg_iwae"]
+    assert all(a <= b for a, b in zip(h["val_neg_iwae"], h["val_neg_elbo"]))  # a tighter bound
+    assert t.evaluate(_data()[:20], objective="elbo_mc").keys() == {"loss", "rec", "kl", "neg_elbo"}
+
+
+def test_objective_is_refused_where_the_model_takes_none_and_checked_by_the_model():
+    with pytest.raises(ValueError, match=r"objective applies to models whose loss_and_grads takes objective"):
+        Trainer(Autoencoder(12, hidden=(4,), z_dim=2), Adam(), objective="iwae")
+    with pytest.raises(ValueError, match="objective must be a name"):
+        _trainer(objective=3)
+    t = _trainer(objective="iwea")
+    with pytest.raises(ValueError, match=r"unknown objective 'iwea'"):
+        t.fit(_data(), epochs=1)
+    assert t.step == 0
+
+
+@pytest.mark.parametrize("objective", ["elbo", "iwae"])
+def test_resume_with_labels_continues_bit_for_bit(tmp_path, objective):
+    """A conditional VAE: the labels travel with their rows through shuffling; its
+    n_classes and the objective are in the checkpoint."""
+    x, y = _data(), _labels()
+
+    def trainer():
+        model = VAE(12, hidden=(16,), z_dim=2, seed=0, n_classes=3)
+        return Trainer(model, Adam(1e-2), batch_size=32, n_samples=2, objective=objective, kl_warmup=4,
+                       progress=False)
+
+    straight = trainer()
+    straight.fit(x, x[:16], epochs=4, y_train=y, y_val=y[:16])
+    first = trainer()
+    first.fit(x, x[:16], epochs=2, checkpoint_path=tmp_path / "ck.npz", y_train=y, y_val=y[:16])
+    resumed = Trainer.resume(tmp_path / "ck.npz", Adam(1e-2), progress=False)
+    assert resumed.model.n_classes == 3 and resumed.objective == objective
+    resumed.fit(x, x[:16], epochs=2, y_train=y, y_val=y[:16])
+    p1, p2 = _params(straight.model), _params(resumed.model)
+    assert all(np.array_equal(p1[k], p2[k]) for k in p1)
+    assert straight.history["train_loss"] == resumed.history["train_loss"]
+    assert straight.history["val_loss"] == resumed.history["val_loss"]
+
+
+def test_each_batch_gets_the_labels_of_its_rows():
+    seen = []
+    model = VAE(12, hidden=(8,), z_dim=2, seed=0, n_classes=96)
+    real = model.loss_and_grads
+    model.loss_and_grads = lambda x, **kw: seen.append((backend.to_numpy(x), backend.to_numpy(kw["y"]))) or real(
+        x, **kw)
+    x = np.random.default_rng(0).uniform(size=(96, 12)).astype(np.float32)
+    Trainer(model, Adam(1e-3), batch_size=32, progress=False).fit(x, epochs=1, y_train=np.arange(96))
+    assert len(seen) == 3
+    for xb, yb in seen:
+        np.testing.assert_array_equal(xb, x[yb])  # row i of x has label i
+
+
+def test_labels_are_checked_before_any_step():
+    t = Trainer(VAE(12, hidden=(8,), z_dim=2, seed=0, n_classes=3), Adam(), batch_size=32, progress=False)
+    with pytest.raises(ValueError, match=r"x_train comes without labels.*y_train=\.\.\."):
+        t.fit(_data(), epochs=1)
+    with pytest.raises(ValueError, match=r"y_train holds labels from 0 to 3"):
+        t.fit(_data(), epochs=1, y_train=np.where(_labels() == 2, 3, _labels()))
+    with pytest.raises(ValueError, match=r"x_val comes without labels"):
+        t.fit(_data(), _data()[:8], epochs=1, y_train=_labels())
+    with pytest.raises(ValueError, match=r"y_val was given without x_val"):
+        t.fit(_data(), epochs=1, y_train=_labels(), y_val=_labels()[:8])
+    assert t.step == 0
+    with pytest.raises(ValueError, match=r"y_train applies to models whose loss_and_grads takes y"):
+        Trainer(Autoencoder(12, hidden=(4,), z_dim=2), Adam(), progress=False).fit(_data(), y_train=_labels())
+    with pytest.raises(ValueError, match=r"labels y_train were given, but this VAE is unconditional"):
+        _trainer().fit(_data(), y_train=_labels())
+
+
+def test_beta_weights_the_kl_and_warms_up_to_it():
+    """Trainer(beta=b): the KL weight b (the beta-VAE), reached over kl_warmup steps."""
+    seen = []
+    model = VAE(12, hidden=(8,), z_dim=2, seed=0)
+    real = model.loss_and_grads
+    model.loss_and_grads = lambda x, **kw: seen.append(kw["beta"]) or real(x, **kw)
+    t = Trainer(model, Adam(1e-3), batch_size=32, kl_warmup=4, beta=2.0, progress=False)
+    h = t.fit(_data(), _data()[:32], epochs=2)
+    assert seen == [0.0, 0.5, 1.0, 1.5, 2.0, 2.0] and h["beta"] == [1.5, 2.0]
+    assert h["val_loss"] == h["val_neg_elbo"]  # validation at beta = 1
+    seen.clear()
+    Trainer(model, Adam(1e-3), batch_size=32, beta=0.5, progress=False).fit(_data(), epochs=1)
+    assert seen == [0.5] * 3
+    with pytest.raises(ValueError, match=r"beta applies to models whose loss_and_grads takes beta"):
+        Trainer(Autoencoder(12, hidden=(4,), z_dim=2), Adam(), beta=2.0)
+    for bad in (-1.0, float("nan"), "2", True):
+        with pytest.raises(ValueError, match="beta must be a finite number >= 0"):
+            _trainer(beta=bad)
