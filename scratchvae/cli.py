@@ -105,6 +105,9 @@ def _train(args) -> int:
     from .optim import Adam
     from .training import Trainer
 
+    from .threads import parse_setting
+
+    args.threads = parse_setting(args.threads)  # SCRATCHVAE_THREADS checked before anything is written
     b = backend.use(args.backend, dtype="float32")
     if b.name == "numpy":
         # This process is the command's own, so it may set what a library call must not:
@@ -129,7 +132,7 @@ def _train(args) -> int:
     trainer = Trainer(model, Adam(lr=args.lr), batch_size=args.batch_size, n_samples=args.samples,
                       kl_warmup=args.kl_warmup, binarize="dynamic" if args.binarize == "dynamic" else None,
                       seed=args.seed, progress=not args.quiet, kernels=False if args.no_kernels else None,
-                      objective=args.objective, beta=args.beta)
+                      objective=args.objective, beta=args.beta, threads=args.threads)
     trainer.extra = {"data": {"name": ds.name, "split_seed": args.seed, "binarize": args.binarize,
                               "data_dir": args.data_dir, "image_shape": list(ds.image_shape)}}
     config = {"version": __version__, **{k: v for k, v in vars(args).items() if k not in ("func",)},
@@ -141,6 +144,8 @@ def _train(args) -> int:
     trainer.progress = False  # one bar for the run; per-step bars would flood the terminal
     def after_epoch(t, rec) -> None:
         if rec["epoch"] == 1:  # fit has just written this run's first model.npz: its config goes beside it
+            config["threads"] = t.thread_policy.record_dict()  # the setting, and what the policy chose
+            epochs_bar.write(t.thread_policy.describe())  # once, in the progress output
             _write_atomic(out / "config.json", json.dumps(config, indent=2) + "\n")
         epochs_bar.update(1)
         epochs_bar.set_postfix(train=f"{rec['train_loss']:.2f}", val=f"{rec.get('val_neg_elbo', float('nan')):.2f}")
@@ -524,6 +529,23 @@ def _training_path(b) -> str:
     return f"the compiled twins ({what}); --no-kernels or SCRATCHVAE_KERNELS=off gives the textbook"
 
 
+def _threads_line(b) -> str:
+    """What the thread policy will do here, before a run measures anything."""
+    from . import threads
+
+    if b.name == "cupy":
+        return "not applied: the matrix products run on the GPU"
+    try:
+        setting = threads.parse_setting(None)
+    except ValueError as exc:  # info reports; train refuses
+        return f"{exc}: training will refuse to start until {threads.ENV} is fixed"
+    if setting != "auto":
+        return f"{setting} (set by {threads.ENV})"
+    return (f"auto: BLAS has {threads.blas_threads()} here; a training run gives products under "
+            f"{threads.SMALL_PRODUCT_FLOPS:.0e} flops one thread, else measures 1 against "
+            f"{threads.blas_threads()} on its first steps ({threads.ENV} or --threads overrides)")
+
+
 def _info(args) -> int:
     from .datasets import mnist
 
@@ -537,12 +559,22 @@ def _info(args) -> int:
     print(f"kernels:     NumPy: {fused['numpy']}")
     print(f"             CuPy: {fused['cupy']}")
     print(f"training:    {_training_path(b)}")
+    print(f"threads:     {_threads_line(b)}")
     print(f"data cache:  {mnist.default_data_dir()}  (set SCRATCHVAE_DATA to move it)")
     print(f"data sets:   {', '.join(datasets.available())}")
     return 0
 
 
 # ---- plumbing -------------------------------------------------------------------------------
+
+
+def _threads_setting(text: str):
+    from .threads import parse_setting
+
+    try:
+        return parse_setting(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _writable(folder: Path) -> None:
@@ -604,6 +636,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-samples", type=positive_int, default=10, help="samples per example for the reported ELBOs (default: 10)")
     t.add_argument("--seed", type=non_negative_int, default=0, help="seed of split, weights, noise and shuffling (default: 0)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--threads", type=_threads_setting, default=None,
+                   help="BLAS threads while training: auto (the default: measured, and one for small "
+                        "products) or a number; SCRATCHVAE_THREADS sets the default")
     t.add_argument("--no-kernels", action="store_true",
                    help="train with the textbook alone, without the compiled twins of scratchvae.kernels "
                         "(default: they run where this backend has them, unless SCRATCHVAE_KERNELS=off)")

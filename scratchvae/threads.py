@@ -8,7 +8,8 @@ the other threads are often not running, and every small product waits for one t
 is not scheduled: a step can get many times slower than on one thread. The policy:
 
 1. the user's choice wins: ``Trainer(threads=n)``, ``scratchvae train --threads n``,
-   or ``SCRATCHVAE_THREADS=n`` (``auto``, the default, lets the policy choose);
+   ``threads.configure(n)``, or ``SCRATCHVAE_THREADS=n`` (``auto``, the default, lets the
+   policy choose);
 2. products too small to pay for waking a thread (``SMALL_PRODUCT_FLOPS``) run on one;
 3. otherwise the first steps of the run measure: they take turns on 1 and on N threads
    (real training steps, none wasted) and the faster setting is kept;
@@ -102,7 +103,7 @@ class ThreadPolicy:
         self._recent: list = []  # running: the last WINDOW step times
         self._reference = None  # the chosen setting's median step time
         self._applied = None
-        self._limiter = None
+        self._originals = None  # inside limits(): each BLAS library's thread count before
 
     # ---- the decisions ---------------------------------------------------------------
 
@@ -180,27 +181,35 @@ class ThreadPolicy:
         self.changes.append((self._step, n, why))
 
     def _apply(self, n) -> None:
-        if n is None or n == self._applied or self._limiter is None:
+        if n is None or n == self._applied or self._originals is None:
             return
-        self._limiter.select(user_api="blas").limit(limits=n)
+        blas = _blas_libraries()  # afresh: a library may have loaded since (numba loads SciPy's)
+        for lib in blas.lib_controllers:
+            self._originals.setdefault(lib.filepath, lib.num_threads)
+        blas.limit(limits=n)
         self._applied = n
 
     @contextlib.contextmanager
     def limits(self):
-        """Apply the policy's thread counts inside, and put the pool back after."""
+        """Apply the policy's thread counts inside, and put every pool back after."""
         if self.device != "cpu":
             yield self
             return
-        from threadpoolctl import ThreadpoolController
-
-        controller = ThreadpoolController()
-        before = controller.select(user_api="blas").limit(limits=None)  # a limiter that restores
-        self._limiter, self._applied = controller, None
+        self._originals = {lib.filepath: lib.num_threads for lib in _blas_libraries().lib_controllers}
+        self._applied = None
         try:
             yield self
         finally:
-            before.restore_original_limits()
-            self._limiter, self._applied = None, None
+            for lib in _blas_libraries().lib_controllers:
+                if lib.filepath in self._originals and lib.num_threads != self._originals[lib.filepath]:
+                    lib.set_num_threads(self._originals[lib.filepath])
+            self._originals, self._applied = None, None
+
+
+def _blas_libraries():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas")
 
 
 _process_limiter = None  # the limit configure() set for the whole process

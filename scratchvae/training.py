@@ -39,6 +39,7 @@ import time
 from array_api_compat import array_namespace
 
 from . import backend, checkpoint
+from .threads import ThreadPolicy
 from . import kernels as kernels_module
 from .arrays import batch_slices
 from .checks import check_positive_int
@@ -71,12 +72,16 @@ class Trainer:
       alone; None (the default) follows ``kernels.enabled()`` (SCRATCHVAE_KERNELS).
       The model's parts are swapped for their twins in place; ``trainer.swapped``
       names them.
+    - threads: BLAS threads while training: "auto" (the policy of ``scratchvae.threads``:
+      one thread for small products, else the faster of 1 and N measured on the first
+      steps and again when the step time drifts), a number, or None for
+      SCRATCHVAE_THREADS (else "auto"). ``trainer.thread_policy.describe()`` says what runs.
     """
 
     def __init__(self, model, optimizer, batch_size: int = 128, n_samples: int | None = None,
                  kl_warmup: int = 0, binarize: str | None = None, seed: int = 0,
                  progress: bool = True, log_every: int = 10, callback=None, kernels: bool | None = None,
-                 objective: str | None = None, beta: float = 1.0):
+                 objective: str | None = None, beta: float = 1.0, threads=None):
         if binarize not in (None, "dynamic"):
             raise ValueError(f"binarize must be None or 'dynamic', got {binarize!r}")
         batch_size = check_positive_int(batch_size, "batch_size")
@@ -109,6 +114,10 @@ class Trainer:
         # (None without an optimizer: a Trainer that only evaluates)
         self.update = (None if optimizer is None else
                        kernels_module.optimizer_step(optimizer) if use_kernels else optimizer.step)
+        self.thread_policy = ThreadPolicy(threads, largest_product_flops=_largest_product(model, self.batch_size),
+                                          device="gpu" if backend.current().name == "cupy" else "cpu")
+        self.thread_policy.start()
+        self._threads_shown = 0  # choices already printed
         self.step = 0  # optimizer steps taken
         self.epoch = 0  # epochs completed
         self.history: dict = {}
@@ -166,12 +175,18 @@ class Trainer:
             raise ValueError("y_val was given without x_val; pass the validation images too, or leave y_val out")
         X, Y = self._prepare(x_train, "x_train", y_train)
         V, YV = self._prepare(x_val, "x_val", y_val) if x_val is not None else (None, None)
+        with self.thread_policy.limits():
+            return self._fit(X, Y, V, YV, epochs, checkpoint_path)
+
+    def _fit(self, X, Y, V, YV, epochs, checkpoint_path) -> dict:
+        """fit's epochs, inside the thread policy's limits."""
+        from tqdm.auto import tqdm
+
         xp = array_namespace(X)
         N = X.shape[0]
         batches = batch_slices(N, self.batch_size)
         steps_per_epoch = len(batches)
-        from tqdm.auto import tqdm
-
+        policy = self.thread_policy
         saved = None  # the checkpoint written by this call, once an epoch has ended well
         for _ in range(int(epochs)):
             t0 = time.perf_counter()
@@ -185,7 +200,14 @@ class Trainer:
             for i in range(steps_per_epoch):
                 idx = perm[batches[i]]
                 xb = self._batch(X, idx)
+                policy.threads_for_next_step()
+                t_step = time.perf_counter()
                 loss, stats = self.train_step(xb, None if Y is None else xp.take(Y, idx, axis=0))
+                policy.record(time.perf_counter() - t_step)  # NumPy is synchronous; a GPU's policy is off
+                if len(policy.changes) > self._threads_shown:  # a new choice: said once
+                    self._threads_shown = len(policy.changes)
+                    if self.progress and policy.choice is not None:
+                        tqdm.write(policy.describe())
                 rows = idx.shape[0]  # the last batch may be short: weight each mean by its rows
                 terms = {k: v * rows for k, v in {"loss": loss, **stats}.items()}
                 sums = terms if sums is None else {k: sums[k] + v for k, v in terms.items()}
@@ -264,8 +286,9 @@ class Trainer:
         extra = {**self.extra, "step": self.step, "epoch": self.epoch, "history": self.history,
                  "trainer": {"batch_size": self.batch_size, "n_samples": self.n_samples,
                              "kl_warmup": self.kl_warmup, "beta": self.beta_max, "binarize": self.binarize,
-                             "objective": self.objective,
-                             "seed": self.seed, "log_every": self.log_every}}
+                             "objective": self.objective, "threads": self.thread_policy.setting,
+                             "seed": self.seed, "log_every": self.log_every},
+                 "threads": self.thread_policy.record_dict()}
         checkpoint.save(path, self.model, optimizer=self.optimizer, rngs={"trainer": self.rng}, extra=extra)
 
     @classmethod
@@ -283,5 +306,12 @@ class Trainer:
         t = cls(model, optimizer, progress=progress, callback=callback, kernels=kernels, **extra["trainer"])
         t.rng.set_state(ck["meta"]["rng_states"]["trainer"])
         t.step, t.epoch, t.history = extra["step"], extra["epoch"], extra["history"]
-        t.extra = {k: v for k, v in extra.items() if k not in ("step", "epoch", "history", "trainer")}
+        t.extra = {k: v for k, v in extra.items() if k not in ("step", "epoch", "history", "trainer", "threads")}
         return t
+
+
+def _largest_product(model, rows: int) -> float:
+    """2 N D H of the largest product x W a step makes (a batch of ``rows``): for the
+    thread policy, which gives products too small to share one thread."""
+    sizes = [math.prod(p.shape) for p in model.params.values() if len(p.shape) == 2]
+    return 2.0 * rows * max(sizes, default=0)

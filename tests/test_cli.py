@@ -354,3 +354,18 @@ def test_unknown_objective_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "--objective", "iwea"])
     assert exit_info.value.code == 2 and "invalid choice: 'iwea'" in capsys.readouterr().err
+
+
+def test_train_records_the_thread_policy_and_refuses_a_bad_setting(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--out", str(out), "--epochs", "1", "--iwae-k", "5", "--eval-samples", "1",
+                     "--threads", "1", "--quiet"]) == 0
+    record = json.loads((out / "config.json").read_text())["threads"]
+    assert record["setting"] == 1 and record["threads"] == 1 and "set by the user" in record["reason"]
+    monkeypatch.setenv("SCRATCHVAE_THREADS", "lots")
+    assert cli.main(["train", "--out", str(tmp_path / "bad"), "--epochs", "1"]) != 0
+    assert "'auto' or a positive whole number" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
+    assert cli.main(["info"]) == 0 and "training will refuse to start" in capsys.readouterr().out
+    monkeypatch.delenv("SCRATCHVAE_THREADS")
+    assert cli.main(["info"]) == 0 and "threads:     auto" in capsys.readouterr().out

@@ -358,3 +358,27 @@ def test_beta_weights_the_kl_and_warms_up_to_it():
     for bad in (-1.0, float("nan"), "2", True):
         with pytest.raises(ValueError, match="beta must be a finite number >= 0"):
             _trainer(beta=bad)
+
+
+def test_the_thread_policy_runs_inside_fit_and_is_recorded(tmp_path):
+    from threadpoolctl import threadpool_info
+
+    def blas():  # NumPy's BLAS, the one that computes the products (numba loads SciPy's too)
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas" and "numpy" in p["filepath"]}
+
+    before, seen = blas(), []
+    with backend.using("numpy", dtype="float32"):
+        model = VAE(12, hidden=(8,), z_dim=2, seed=0)
+        t = Trainer(model, Adam(1e-2), batch_size=8, progress=False, threads=1,
+                    callback=lambda tr, rec: seen.append(blas()))
+        assert t.thread_policy.choice == 1 and "set by the user" in t.thread_policy.reason
+        t.fit(np.random.default_rng(0).uniform(size=(32, 12)), epochs=2, checkpoint_path=tmp_path / "ck.npz")
+        assert seen == [{1}, {1}] and blas() == before  # applied while training, put back after
+        auto = Trainer(VAE(12, hidden=(8,), z_dim=2), Adam(1e-2), batch_size=8, progress=False, threads="auto")
+        assert auto.thread_policy.choice == 1 and "too small" in auto.thread_policy.reason
+        resumed = Trainer.resume(tmp_path / "ck.npz", Adam(1e-2), progress=False)
+        assert resumed.thread_policy.setting == 1
+        ck = checkpoint.read(tmp_path / "ck.npz")
+        assert ck["meta"]["extra"]["threads"]["threads"] == 1
+    with pytest.raises(ValueError, match="'auto' or a positive whole number"):
+        Trainer(VAE(12, hidden=(8,), z_dim=2), Adam(1e-2), threads=0)
