@@ -37,6 +37,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import contention  # noqa: E402
 import harness  # noqa: E402
 
 SCRATCH = {"scratchvae": "scratchvae", "textbook": "scratchvae textbook"}
@@ -197,8 +198,13 @@ def main(argv=None) -> int:
                    help="glibc keeps freed memory in every worker (as `scratchvae train` asks for itself)")
     p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"], help="scratchvae's backend")
     p.add_argument("--torch-device", default="cpu", help="cpu or cuda")
+    p.add_argument("--contention", type=int, default=0, metavar="N",
+                   help="time everything beside N processes of BLAS matrix products (benchmarks/contention.py), "
+                        "stopped when the run ends (default: 0, quiet)")
     p.add_argument("--out", default=None, help="also write every figure to this JSON file")
     args = p.parse_args(argv)
+    if args.contention < 0:
+        p.error("--contention must be >= 0")
 
     def say(text):
         print(text, file=sys.stderr, flush=True)
@@ -215,15 +221,17 @@ def main(argv=None) -> int:
     result = {"tool": "benchmarks/bench_vae.py", "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": harness.machine(),
               "threads": args.threads, "retain_freed_memory": args.retain_freed_memory, "torch": why,
-              "load_average_before": harness.load_average(), "runs": []}
-    for name in args.workloads:
-        sizes = (args.batch_sizes or harness.WORKLOADS[name][1]) if name == "mnist" else (args.digits_batch_size,)
-        for B in sizes:
-            result["runs"].append(run_workload(name, B, contenders, args, say))
+              "contention": args.contention, "load_average_before": harness.load_average(), "runs": []}
+    with contention.competitors(args.contention, max_seconds=3600):
+        for name in args.workloads:
+            sizes = (args.batch_sizes or harness.WORKLOADS[name][1]) if name == "mnist" else (args.digits_batch_size,)
+            for B in sizes:
+                result["runs"].append(run_workload(name, B, contenders, args, say))
     result["load_average_after"] = harness.load_average()
     m = result["machine"]
     print(f"{result['date']}  {m['cpu']}, {m['cores']} cores, numpy {m['numpy']} ({m['numpy_blas']}), "
-          f"{args.threads or 'default'} threads each; load average {result['load_average_before']} -> "
+          f"{args.threads or 'default'} threads each"
+          + (f", beside {args.contention} BLAS processes" if args.contention else "") + "; load average {result['load_average_before']} -> "
           f"{result['load_average_after']}" + (f"\n{why}" if why else ""))
     print(table(result))
     if args.out:

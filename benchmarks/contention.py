@@ -10,7 +10,8 @@ A competitor stops by itself after ``--max-seconds`` and is stopped when its
 measurement ends, so nothing is left running. Measured:
 
 - ``scratchvae train`` as a user runs it (digits, its default model), seconds per epoch
-  from its metrics.json; also with ``--threads 1`` (``OPENBLAS_NUM_THREADS=1`` by hand);
+  from its metrics.json; also with ``OPENBLAS_NUM_THREADS=1`` by hand, and with every
+  core's thread (``--threads N``: what ran before the thread policy);
 - with ``--torch``: PyTorch on the same model shape and batch size, 2 threads
   (benchmarks/torch_reference.py), seconds per epoch of the digits' 1,297 examples;
 - with ``--lesson NB``: the wall time of executing a lesson with nbconvert.
@@ -88,6 +89,8 @@ def measure(args) -> dict:
         "scratchvae train (default)": lambda: train_epoch_seconds(args.epochs, args.train_args),
         "scratchvae train --threads 1": lambda: train_epoch_seconds(args.epochs, args.train_args,
                                                                     {"OPENBLAS_NUM_THREADS": "1"}),
+        f"scratchvae train --threads {os.cpu_count()} (no policy)": lambda: train_epoch_seconds(
+            args.epochs, [*args.train_args, "--threads", str(os.cpu_count())]),
     }
     if args.torch:
         rows["PyTorch, 2 threads"] = lambda: torch_epoch_seconds(args.epochs, 64)
