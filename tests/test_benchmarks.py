@@ -151,3 +151,8 @@ def test_bench_vae_has_a_contention_mode(tmp_path):
     out = tmp_path / "r.json"
     _script("bench_vae.py", *TOY, "--contenders", "scratchvae", "--contention", "1", "--out", str(out))
     assert json.loads(out.read_text())["contention"] == 1
+
+
+def test_threads_quiet_compares_the_policy_with_a_fixed_count():
+    out = _script("threads_quiet.py", "--workloads", "digits", "--rounds", "1", "--repeats", "1").stdout
+    assert "digits auto / 2:" in out and "threads=auto" in out
