@@ -1,6 +1,7 @@
 """The ``scratchvae`` command: train a VAE and write the figures a person wants to see.
 
     scratchvae train --out runs/digits          # about 10 s on a 2-core laptop CPU
+    scratchvae train --resume runs/digits --epochs 500   # continue it (a folder holding a run is never overwritten silently)
     scratchvae sample runs/digits/model.npz
     scratchvae reconstruct runs/digits/model.npz
     scratchvae evaluate runs/digits/model.npz --k 5000
@@ -32,6 +33,8 @@ from .models.objectives import OBJECTIVES
 EXAMPLES = {
     "train": """examples:
   scratchvae train                                  # digits, 2-D latent, into runs/digits
+  scratchvae train --resume runs/digits --epochs 500  # continue that run (after Ctrl-C, or for more epochs)
+  scratchvae train --force                          # start over in runs/digits, replacing the run there
   scratchvae train --out runs/wide --z-dim 8 --hidden 512 256
   scratchvae train --dataset mnist --epochs 20 --hidden 400 --z-dim 20
   scratchvae train --likelihood gaussian --samples 5 --kl-warmup 2000
@@ -91,6 +94,25 @@ def non_negative_float(text: str) -> float:
     return x
 
 
+def positive_float(text: str) -> float:
+    """An ``argparse`` type for rates such as --lr: a finite number > 0."""
+    try:
+        x = float(text)
+    except ValueError:
+        x = -1.0
+    if not 0.0 < x < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return x
+
+
+def _out_path(text: str) -> str:
+    """An ``argparse`` type for output paths: as ``_user_path``, but not empty (which
+    would write into the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty one")
+    return _user_path(text)
+
+
 def _user_path(text: str) -> str:
     """An ``argparse`` type for paths: ``~`` is the home folder, even in ``--out=~/x``,
     which the shell leaves as it is."""
@@ -100,6 +122,11 @@ def _user_path(text: str) -> str:
 # ---- train ----------------------------------------------------------------------------
 
 
+RUN_FILES = ("model.npz", "config.json", "history.csv", "metrics.json", "curves.png", "reconstructions.png",
+             "samples.png", "latent.png", "manifold.png")
+RESUME_KEEPS = ("epochs", "quiet", "data_dir")  # what --resume takes from the command line; the rest is saved
+
+
 def _train(args) -> int:
     from .models import VAE
     from .optim import Adam
@@ -107,6 +134,14 @@ def _train(args) -> int:
 
     from .threads import parse_setting
 
+    saved = _resume_config(args) if args.resume is not None else None  # args now hold the run's configuration
+    if args.epochs is None:
+        args.epochs = 300
+    out = Path(args.out)
+    held = [name for name in RUN_FILES if (out / name).is_file()]
+    if saved is None and held and not args.force:  # refused before anything is read or written
+        raise UserError(f"{out} already holds a run ({', '.join(held)}): continue it with "
+                        f"`scratchvae train --resume {_quote(out)}`, start over with --force, or choose a new --out")
     args.threads = parse_setting(args.threads)  # SCRATCHVAE_THREADS checked before anything is written
     b = backend.use(args.backend, dtype="float32")
     if b.name == "numpy":
@@ -119,31 +154,44 @@ def _train(args) -> int:
         args.data_dir = str(Path(args.data_dir).resolve())
     ds = datasets.load(args.dataset, split_seed=args.seed, binarize=args.binarize if args.binarize == "fixed" else None,
                        data_dir=args.data_dir)
-    out = Path(args.out)
-    _writable(out)  # only now: a bad backend or data set leaves no empty folder behind
+    kernels_option = False if args.no_kernels else None
+    if saved is None:
+        model = VAE(ds.n_features, hidden=tuple(args.hidden), z_dim=args.z_dim, likelihood=args.likelihood,
+                    activation=args.activation, seed=args.seed,
+                    decoder_logvar="learned" if args.decoder_logvar is None else args.decoder_logvar,
+                    n_classes=ds.n_classes if args.conditional else None)
+        trainer = Trainer(model, Adam(lr=args.lr), batch_size=args.batch_size, n_samples=args.samples,
+                          kl_warmup=args.kl_warmup, binarize="dynamic" if args.binarize == "dynamic" else None,
+                          seed=args.seed, progress=not args.quiet, kernels=kernels_option,
+                          objective=args.objective, beta=args.beta, threads=args.threads)
+    else:  # the optimizer, both RNGs, step, epoch and history come back exactly as saved
+        trainer = Trainer.resume(out / "model.npz", Adam(lr=args.lr), kernels=kernels_option)
+        model = trainer.model
+        if trainer.epoch > args.epochs or (trainer.epoch == args.epochs and (out / "metrics.json").is_file()):
+            raise UserError(f"the run in {out} has trained {trainer.epoch} epochs already; "
+                            f"give --epochs with more than {trainer.epoch} to train it further")
+    # the folder only now: a refused option, backend or data set leaves nothing behind
+    _writable(out)
     for name in ("model.npz", "config.json", "history.csv", "metrics.json"):
         if (out / name).is_dir():  # found now, not when the first epoch's checkpoint is written
             raise UserError(f"{out / name} is a folder, where this run writes a file; move it or choose another --out")
-    print(f"scratchvae {__version__}: {ds!r} on {b.name} ({b.device}); output in {out}/")
-    model = VAE(ds.n_features, hidden=tuple(args.hidden), z_dim=args.z_dim, likelihood=args.likelihood,
-                activation=args.activation, seed=args.seed,
-                decoder_logvar="learned" if args.decoder_logvar is None else args.decoder_logvar,
-                n_classes=ds.n_classes if args.conditional else None)
-    trainer = Trainer(model, Adam(lr=args.lr), batch_size=args.batch_size, n_samples=args.samples,
-                      kl_warmup=args.kl_warmup, binarize="dynamic" if args.binarize == "dynamic" else None,
-                      seed=args.seed, progress=not args.quiet, kernels=False if args.no_kernels else None,
-                      objective=args.objective, beta=args.beta, threads=args.threads)
+    for stale in [*out.glob(".model.npz.*.tmp"), *(out / f".{n}.tmp" for n in RUN_FILES)]:
+        stale.unlink(missing_ok=True)  # left by a run that was killed while writing
+    start = trainer.epoch
+    print(f"scratchvae {__version__}: {ds!r} on {b.name} ({b.device}); "
+          + (f"resuming {out}/ after epoch {start} of {args.epochs}" if saved else f"output in {out}/"))
     trainer.extra = {"data": {"name": ds.name, "split_seed": args.seed, "binarize": args.binarize,
                               "data_dir": args.data_dir, "image_shape": list(ds.image_shape)}}
-    config = {"version": __version__, **{k: v for k, v in vars(args).items() if k not in ("func",)},
+    config = {"version": __version__,
+              **{k: v for k, v in vars(args).items() if k not in ("func", "resume", "force")},
               "backend": b.name, "dtype": b.dtype_name, "dataset": ds.name, "model": model.config}
 
     from tqdm.auto import tqdm
 
-    epochs_bar = tqdm(total=args.epochs, desc="training", unit="epoch", disable=args.quiet)
+    epochs_bar = tqdm(total=args.epochs, initial=start, desc="training", unit="epoch", disable=args.quiet)
     trainer.progress = False  # one bar for the run; per-step bars would flood the terminal
     def after_epoch(t, rec) -> None:
-        if rec["epoch"] == 1:  # fit has just written this run's first model.npz: its config goes beside it
+        if rec["epoch"] == start + 1:  # fit has just written this run's first model.npz: its config goes beside it
             config["threads"] = t.thread_policy.record_dict()  # the setting, and what the policy chose
             epochs_bar.write(t.thread_policy.describe())  # once, in the progress output
             _write_atomic(out / "config.json", json.dumps(config, indent=2) + "\n")
@@ -154,7 +202,7 @@ def _train(args) -> int:
     # a run that fails before it leaves the earlier run's pair, one that fails later its own
     trainer.callback = after_epoch
     t0 = time.perf_counter()
-    history = trainer.fit(ds.x_train, ds.x_val, epochs=args.epochs, checkpoint_path=out / "model.npz",
+    history = trainer.fit(ds.x_train, ds.x_val, epochs=args.epochs - start, checkpoint_path=out / "model.npz",
                           y_train=_labels(model, ds, "train"), y_val=_labels(model, ds, "val"))
     epochs_bar.close()
     train_time = time.perf_counter() - t0
@@ -169,7 +217,8 @@ def _train(args) -> int:
           f"(rec {metrics['test']['rec']:.2f} + KL {metrics['test']['kl']:.2f}), "
           f"IWAE (k={args.iwae_k}) -log p(x{' | y' if args.conditional else ''}) ~ {metrics['test_nll_iwae']:.2f}, "
           f"{metrics['active_units']} of {args.z_dim} latent units active; "
-          f"{train_time:.1f} s for {trainer.epoch} epochs")
+          f"{train_time:.1f} s for {trainer.epoch - start} epochs"
+          + (f" (epochs {start + 1} to {trainer.epoch})" if start else ""))
     if args.conditional:
         print(f"samples drawn for each class: {100 * metrics['samples_read_as_asked']:.1f}% read as the class "
               "asked for by a 1-nearest-neighbour classifier on the training images")
@@ -179,6 +228,43 @@ def _train(args) -> int:
         stale.unlink()  # an earlier run's (this z_dim draws none): left there, it would pass for this run's
         print(f"removed {stale.name}, left by an earlier run: only a 2-D latent space has a manifold figure")
     return 0
+
+
+def _resume_config(args) -> dict:
+    """``--resume D``: put the configuration saved in D/config.json into ``args`` (the
+    command line may change only RESUME_KEEPS); returns the saved configuration."""
+    out = Path(args.resume)
+    defaults = vars(_parser().parse_args(["train"]))
+    given = {k for k, v in vars(args).items()
+             if k not in ("func", "command", "resume", *RESUME_KEEPS) and v != defaults[k]}
+    if given:
+        names = ", ".join("--" + k.replace("_", "-") for k in sorted(given))
+        raise UserError(f"--resume continues the run with its saved configuration, so {names} cannot be "
+                        f"given with it (only --epochs, --data-dir, --quiet); to change it, start a new run")
+    if not (out / "model.npz").is_file() or not (out / "config.json").is_file():
+        raise UserError(f"{out} holds no run to resume (no model.npz with its config.json, written after "
+                        f"the first epoch); start one with `scratchvae train --out {_quote(out)}`")
+    try:
+        saved = json.loads((out / "config.json").read_text())
+        threads = saved.get("threads")
+        for k in vars(args):
+            if k in saved and k not in ("func", "command", "resume", "force", "out", "threads", *RESUME_KEEPS):
+                setattr(args, k, saved[k])
+    except (ValueError, AttributeError) as exc:
+        raise UserError(f"{out / 'config.json'} cannot be read ({exc}); it cannot be resumed") from None
+    args.threads = threads.get("setting") if isinstance(threads, dict) else threads
+    if args.epochs is None:
+        args.epochs = saved.get("epochs", 0)
+    if args.data_dir is None:
+        args.data_dir = saved.get("data_dir")
+    args.out = str(out)
+    return saved
+
+
+def _quote(path) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
 
 
 def _labels(model, ds, split: str):
@@ -606,7 +692,13 @@ def _parser() -> argparse.ArgumentParser:
         return sp
 
     t = command("train", "train a VAE and write checkpoint, metrics and figures", _train)
-    t.add_argument("--out", type=_user_path, default="runs/digits", help="output folder (default: runs/digits)")
+    t.add_argument("--out", type=_out_path, default="runs/digits",
+                   help="output folder (default: runs/digits); one that holds a run is refused without "
+                        "--resume or --force")
+    t.add_argument("--resume", type=_out_path, default=None, metavar="DIR",
+                   help="continue the run in DIR from its last checkpoint, with its saved configuration, to "
+                        "its --epochs or to the --epochs given")
+    t.add_argument("--force", action="store_true", help="start over in an --out that holds a run, replacing it")
     t.add_argument("--dataset", default="digits", help=f"one of {', '.join(datasets.available())} (default: digits)")
     t.add_argument("--data-dir", type=_user_path, default=None, help="folder with the MNIST IDX files (default: $SCRATCHVAE_DATA or the cache)")
     t.add_argument("--hidden", type=positive_int, nargs="+", default=[256], help="hidden layer sizes (default: 256)")
@@ -624,9 +716,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--conditional", action="store_true",
                    help="train a conditional VAE on the images and their labels; samples.png then has a "
                         "row per class")
-    t.add_argument("--epochs", type=positive_int, default=300, help="epochs (default: 300, about 10 s for digits on 2 cores)")
+    t.add_argument("--epochs", type=positive_int, default=None,
+                   help="epochs in all (default: 300, about 10 s for digits on 2 cores; with --resume, the run's)")
     t.add_argument("--batch-size", type=positive_int, default=64, help="batch size (default: 64)")
-    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    t.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     t.add_argument("--kl-warmup", type=non_negative_int, default=0,
                    help="steps over which the KL weight rises 0 -> beta (default: 0)")
     t.add_argument("--beta", type=non_negative_float, default=1.0,
@@ -648,7 +741,7 @@ def _parser() -> argparse.ArgumentParser:
         s = command(name, help_, func)
         s.add_argument("checkpoint", type=_user_path, help="a model.npz written by `scratchvae train`")
         s.add_argument("--n", type=positive_int, default=default_n, help=f"how many images (default: {default_n})")
-        s.add_argument("--out", type=_user_path, default=None, help="figure to write: a file (.png unless it names another format such as .pdf) or a folder (default: beside the checkpoint)")
+        s.add_argument("--out", type=_out_path, default=None, help="figure to write: a file (.png unless it names another format such as .pdf) or a folder (default: beside the checkpoint)")
         s.add_argument("--seed", type=non_negative_int, default=0, help="seed of the draws (default: 0)")
         if name == "reconstruct":
             s.add_argument("--data-dir", type=_user_path, default=None, help=DATA_DIR_HELP)
@@ -713,7 +806,10 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"scratchvae {args.command}: interrupted", file=sys.stderr)
+        out = Path(args.out) if args.command == "train" else None
+        how = (f"; continue with `scratchvae train --resume {_quote(out)}`"
+               if out is not None and (out / "model.npz").is_file() and (out / "config.json").is_file() else "")
+        print(f"scratchvae {args.command}: interrupted{how}", file=sys.stderr)
         return 130
 
 

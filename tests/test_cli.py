@@ -159,7 +159,7 @@ def test_train_no_kernels_runs_the_textbook(tmp_path, monkeypatch):
 
     monkeypatch.setattr(training.Trainer, "__init__", spy)
     for flag in (["--no-kernels"], []):
-        assert cli.main(["train", "--out", str(tmp_path / "r"), *TINY, *flag]) == 0
+        assert cli.main(["train", "--out", str(tmp_path / "r"), *TINY, *flag, "--force"]) == 0
     (off, off_swapped), (default, _) = seen
     assert off is False and off_swapped == [] and default is None
     assert json.loads((tmp_path / "r" / "config.json").read_text())["no_kernels"] is False
@@ -217,7 +217,7 @@ def test_a_failed_run_leaves_the_earlier_runs_config(tmp_path, capsys, monkeypat
         raise training.TrainingDiverged("the loss became NaN or infinite at step 1")
 
     monkeypatch.setattr(training.Trainer, "fit", diverge)
-    _one_line_error(capsys, ["train", "--out", str(tmp_path), *TINY, "--z-dim", "3"], "became NaN")
+    _one_line_error(capsys, ["train", "--out", str(tmp_path), *TINY, "--z-dim", "3", "--force"], "became NaN")
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files
 
@@ -244,7 +244,7 @@ def test_wrote_names_this_runs_files_and_removes_a_stale_manifold(tmp_path, caps
     assert (tmp_path / "manifold.png").is_file()
     (tmp_path / "notes.txt").write_text("mine")
     capsys.readouterr()
-    assert cli.main(["train", "--out", str(tmp_path), *TINY, "--z-dim", "3"]) == 0
+    assert cli.main(["train", "--out", str(tmp_path), *TINY, "--z-dim", "3", "--force"]) == 0
     lines = capsys.readouterr().out.splitlines()
     written = sorted(set(FILES) - {"manifold.png"})
     assert f"wrote {', '.join(written)}" in lines
@@ -369,3 +369,90 @@ def test_train_records_the_thread_policy_and_refuses_a_bad_setting(tmp_path, cap
     assert cli.main(["info"]) == 0 and "training will refuse to start" in capsys.readouterr().out
     monkeypatch.delenv("SCRATCHVAE_THREADS")
     assert cli.main(["info"]) == 0 and "threads:     auto" in capsys.readouterr().out
+
+
+def test_a_folder_that_holds_a_run_is_refused_and_kept(tmp_path, capsys):
+    assert cli.main(["train", "--out", str(tmp_path), *TINY]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    _one_line_error(capsys, ["train", "--out", str(tmp_path), *TINY, "--z-dim", "3"], "already holds a run")
+    code = cli.main(["train", "--out", str(tmp_path), *TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--resume {tmp_path}" in err and "--force" in err and "new --out" in err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # byte for byte
+    assert cli.main(["train", "--out", str(tmp_path), *TINY, "--z-dim", "3", "--force"]) == 0  # starts over
+    assert json.loads((tmp_path / "config.json").read_text())["z_dim"] == 3
+
+
+def _params(path):
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files if k.startswith("param/")}
+
+
+def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path, capsys):
+    """k epochs, then --resume to n, is the run of n epochs: parameters and test metrics."""
+    opts = [*TINY[2:], "--threads", "1", "--seed", "3"]
+    assert cli.main(["train", "--out", str(tmp_path / "straight"), "--epochs", "4", *opts]) == 0
+    assert cli.main(["train", "--out", str(tmp_path / "cut"), "--epochs", "2", *opts]) == 0
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(tmp_path / "cut"), "--epochs", "4", "--quiet"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    a, b = _params(tmp_path / "straight/model.npz"), _params(tmp_path / "cut/model.npz")
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-6, atol=1e-6, err_msg=k)
+    ma, mb = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("straight", "cut"))
+    assert mb["epochs"] == 4 and mb["test"] == pytest.approx(ma["test"], rel=1e-5)
+    assert mb["test_nll_iwae"] == pytest.approx(ma["test_nll_iwae"], rel=1e-5)
+    assert len((tmp_path / "cut/history.csv").read_text().splitlines()) == 1 + 4
+    config = json.loads((tmp_path / "cut/config.json").read_text())
+    assert config["epochs"] == 4 and config["seed"] == 3 and config["hidden"] == [8]
+    # done: resuming again needs a larger --epochs; a new option would be silently lost, so it is refused
+    _one_line_error(capsys, ["train", "--resume", str(tmp_path / "cut")], "has trained 4 epochs already")
+    _one_line_error(capsys, ["train", "--resume", str(tmp_path / "cut"), "--lr", "0.1"], "--lr cannot be given")
+    _one_line_error(capsys, ["train", "--resume", str(tmp_path / "none")], "holds no run to resume")
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    def interrupt(t, rec):
+        raise KeyboardInterrupt
+
+    real_fit = training.Trainer.fit
+
+    def fit_then_interrupt(self, *args, **kwargs):
+        self.callback = lambda t, rec, first=self.callback: (first(t, rec), interrupt(t, rec))
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(training.Trainer, "fit", fit_then_interrupt)
+    assert cli.main(["train", "--out", str(tmp_path), *TINY, "--epochs", "3"]) == 130
+    assert f"interrupted; continue with `scratchvae train --resume {tmp_path}`" in capsys.readouterr().err
+    monkeypatch.setattr(training.Trainer, "fit", real_fit)
+    assert cli.main(["train", "--resume", str(tmp_path), "--quiet"]) == 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 3
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lr", "nan"], "argument --lr: expected a finite number > 0, got 'nan'"),
+    (["--lr", "0"], "argument --lr: expected a finite number > 0, got '0'"),
+    (["--out", ""], "argument --out: expected a path, got an empty one"),
+])
+def test_a_refused_argument_is_a_usage_error(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_refused_argument_leaves_nothing_behind(tmp_path, capsys):
+    _one_line_error(capsys, ["train", "--out", str(tmp_path / "a"), *TINY, "--activation", "nope"], "nope")
+    _one_line_error(capsys, ["train", "--resume", str(tmp_path / "b")], "holds no run")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temporary_files_are_cleaned(tmp_path):
+    (tmp_path / ".model.npz.abc123.tmp").write_bytes(b"half a checkpoint")  # a run killed mid-write
+    (tmp_path / ".metrics.json.tmp").write_text("{")
+    (tmp_path / "notes.tmp").write_text("mine")
+    assert cli.main(["train", "--out", str(tmp_path), *TINY]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == ["notes.tmp"]
+    (tmp_path / ".model.npz.def456.tmp").write_bytes(b"")
+    assert cli.main(["train", "--resume", str(tmp_path), "--epochs", "2"]) == 0
+    assert not (tmp_path / ".model.npz.def456.tmp").exists()
