@@ -83,26 +83,25 @@ def non_negative_int(text: str) -> int:
     return n
 
 
-def non_negative_float(text: str) -> float:
-    """An ``argparse`` type for weights such as beta: a finite number >= 0."""
+def _finite_float(text: str, zero_allowed: bool) -> float:
+    """A finite number >= 0 (``zero_allowed``) or > 0, for argparse; its error says which."""
     try:
         x = float(text)
     except ValueError:
         x = -1.0
-    if not 0.0 <= x < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    if not (0.0 <= x if zero_allowed else 0.0 < x) or not x < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number {'>=' if zero_allowed else '>'} 0, got {text!r}")
     return x
+
+
+def non_negative_float(text: str) -> float:
+    """An ``argparse`` type for weights such as beta: a finite number >= 0."""
+    return _finite_float(text, zero_allowed=True)
 
 
 def positive_float(text: str) -> float:
     """An ``argparse`` type for rates such as --lr: a finite number > 0."""
-    try:
-        x = float(text)
-    except ValueError:
-        x = -1.0
-    if not 0.0 < x < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return x
+    return _finite_float(text, zero_allowed=False)
 
 
 def _out_path(text: str) -> str:
