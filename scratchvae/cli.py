@@ -192,7 +192,8 @@ def _train(args) -> int:
     def after_epoch(t, rec) -> None:
         if rec["epoch"] == start + 1:  # fit has just written this run's first model.npz: its config goes beside it
             config["threads"] = t.thread_policy.record_dict()  # the setting, and what the policy chose
-            epochs_bar.write(t.thread_policy.describe())  # once, in the progress output
+            if not args.quiet:  # once, in the progress output
+                epochs_bar.write(t.thread_policy.describe())
             _write_atomic(out / "config.json", json.dumps(config, indent=2) + "\n")
         epochs_bar.update(1)
         epochs_bar.set_postfix(train=f"{rec['train_loss']:.2f}", val=f"{rec.get('val_neg_elbo', float('nan')):.2f}")
