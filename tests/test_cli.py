@@ -72,13 +72,13 @@ def test_seeds_must_be_non_negative(capsys, command):
         cli.main([*command, "--seed", "-1"])
     assert exit_info.value.code == 2
     assert "argument --seed: expected a non-negative integer, got '-1'" in capsys.readouterr().err
-    assert cli._parser().parse_args([*command, "--seed", "0"]).seed == 0
+    assert cli.build_parser().parse_args([*command, "--seed", "0"]).seed == 0
 
 
 def test_paths_may_start_with_a_tilde(monkeypatch, tmp_path):
     """``--out=~/x`` reaches the program with its ~ (the shell expands only a word's start)."""
     monkeypatch.setenv("HOME", str(tmp_path))
-    parse = cli._parser().parse_args
+    parse = cli.build_parser().parse_args
     args = parse(["train", "--out=~/run", "--data-dir=~/data"])
     assert (args.out, args.data_dir) == (str(tmp_path / "run"), str(tmp_path / "data"))
     for command in ("sample", "reconstruct"):

@@ -24,7 +24,7 @@ ALLOWED = {
     "backend.py",
     "datasets/",
     "plotting.py",
-    "cli.py",
+    "cli/",  # the command: host-side, like plotting
     "checkpoint.py",
     "threads.py",  # measures a NumPy product to choose BLAS threads (host-side, like backend)
     "kernels/cpu.py", "kernels/gpu.py",  # compiled kernels for NumPy (numba) and CuPy arrays

@@ -169,7 +169,7 @@ def test_a_batch_larger_than_the_epoch_is_refused(capsys, monkeypatch):
             cli.main(["bench", option, "60001"])
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and f"argument {option}: a batch cannot hold more than the 60000" in err
-    assert cli._parser().parse_args(["bench", "--batch-sizes", "60000"]).batch_sizes == [60000]
+    assert cli.build_parser().parse_args(["bench", "--batch-sizes", "60000"]).batch_sizes == [60000]
 
 
 def test_cli_bench_reports_an_unwritable_json_in_one_line(tmp_path, capsys, monkeypatch):
