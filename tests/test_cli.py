@@ -111,7 +111,7 @@ def test_figure_out_names_the_file_it_writes(run, tmp_path, capsys):
     ck = str(run / "model.npz")
     folder = tmp_path / "figs"
     folder.mkdir()
-    for out, written in [(folder, folder / "samples.png"),  # a folder: the default name in it
+    for out, written in [(folder, folder / "samples-seed0-n4.png"),  # a folder: the default name in it
                          (tmp_path / "grid", tmp_path / "grid.png"),  # no extension: .png
                          (tmp_path / "grid.pdf", tmp_path / "grid.pdf")]:  # another format
         capsys.readouterr()

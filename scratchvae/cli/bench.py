@@ -10,7 +10,7 @@ import sys
 
 from .. import __version__, backend
 from ..checks import positive_int
-from .common import training_path
+from .common import chosen_dtype, training_path
 
 EPOCH = 60_000  # examples per reported epoch (MNIST's training set)
 WORKLOADS = {  # name: (x_dim, hidden, z_dim), batch sizes
@@ -31,7 +31,7 @@ def bench(args) -> int:
         check_writable(args.json)  # now, not after minutes of timing
     if args.retain_freed_memory:
         backend.retain_freed_memory()
-    b = backend.use(args.backend, dtype="float32")
+    b = backend.use(args.backend, dtype=chosen_dtype(args) or "float32")
     limits, threads = thread_limits(args.threads)
     result = {"tool": "scratchvae bench", "version": __version__,
               "date": datetime.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv),
@@ -42,7 +42,7 @@ def bench(args) -> int:
             (x_dim, hidden, z_dim), sizes = WORKLOADS[name]
             for B in (args.batch_sizes or sizes) if name == "mnist" else (args.digits_batch_size,):
                 result["runs"].append(bench_one(args, name, x_dim, hidden, z_dim, B))
-    print(f"scratchvae {__version__} on {b.name} ({b.device}), float32; BLAS threads: {threads}; "
+    print(f"scratchvae {__version__} on {b.name} ({b.device}), {b.dtype_name}; BLAS threads: {threads}; "
           f"training runs {result['training']}")
     print(bench_table(result))
     if args.json:

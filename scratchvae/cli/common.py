@@ -12,6 +12,15 @@ import numpy as np
 from .. import backend, checkpoint, datasets, kernels
 
 
+RUN_FILES = ("model.npz", "config.json", "history.csv", "metrics.json", "curves.png", "reconstructions.png",
+             "samples.png", "latent.png", "manifold.png")  # what `scratchvae train` writes into a run folder
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a run of `scratchvae train` (its checkpoint and config.json)."""
+    return (folder / "model.npz").is_file() and (folder / "config.json").is_file()
+
+
 class UserError(Exception):
     """A mistake the user can fix; printed as one line."""
 
@@ -78,11 +87,39 @@ def reconstruction_figure(model, ds, path, n: int = 10) -> None:
                              n=n, path=path)
 
 
+DTYPE_ENV = "SCRATCHVAE_DTYPE"
+# the variables the README documents for the command; train records them in config.json
+ENVIRONMENT = ("SCRATCHVAE_BACKEND", DTYPE_ENV, "SCRATCHVAE_THREADS", "SCRATCHVAE_KERNELS", "SCRATCHVAE_DATA")
+
+
+def chosen_dtype(args) -> str | None:
+    """The dtype asked for: --dtype, else $SCRATCHVAE_DTYPE, else None (the command's own
+    default)."""
+    return args.dtype if args.dtype is not None else dtype_from_env()
+
+
+def dtype_from_env() -> str | None:
+    """$SCRATCHVAE_DTYPE, or None where it is unset; a value that is not a dtype is refused
+    here, in one line, by every command."""
+    value = os.environ.get(DTYPE_ENV, "").strip().lower()
+    if not value:
+        return None
+    if value not in backend.DTYPES:
+        raise UserError(f"{DTYPE_ENV}={os.environ[DTYPE_ENV]!r} is not a dtype scratchvae computes in: "
+                        f"set it to {' or '.join(backend.DTYPES)}, or unset it")
+    return value
+
+
 def load_vae(args):
+    """The VAE in args.checkpoint, on the backend asked for, in the dtype asked for (--dtype
+    or $SCRATCHVAE_DTYPE), else in the dtype it was saved in; (model, its data record)."""
     from ..models import VAE
 
-    backend.use(args.backend, dtype="float32")
+    asked = chosen_dtype(args)  # a bad variable is named before a bad path
     ck = checkpoint.read(args.checkpoint)
+    saved = {str(a.dtype) for a in ck["params"].values()}
+    dtype = asked or (saved.pop() if len(saved) == 1 and saved <= set(backend.DTYPES) else "float32")
+    backend.use(args.backend, dtype=dtype)
     model = checkpoint.model_from(ck, args.checkpoint, expect=VAE)
     extra = ck["meta"].get("extra")
     return model, extra.get("data") if isinstance(extra, dict) else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import __version__, backend, datasets, kernels
-from .common import training_path
+from .common import chosen_dtype, training_path
 
 
 def threads_line(b) -> str:
@@ -26,7 +26,7 @@ def threads_line(b) -> str:
 def info(args) -> int:
     from ..datasets import mnist
 
-    b = backend.use(args.backend)
+    b = backend.use(args.backend, dtype=chosen_dtype(args) or "float32")
     info = backend.info()
     print(f"scratchvae {__version__}")
     print(f"backend:     {b.name} on {b.device} ({b.dtype_name})")

@@ -7,9 +7,11 @@ import argparse
 import os
 
 from .. import __version__, datasets
+from ..backend import DTYPES
 from ..checks import positive_int
 from ..models.objectives import OBJECTIVES
 from .bench import WORKLOADS, batch_size_type
+from .from_checkpoint import MAX_RECONSTRUCTIONS, MAX_SAMPLES
 
 EXAMPLES = {
     "train": """examples:
@@ -71,6 +73,17 @@ def _finite_float(text: str, zero_allowed: bool) -> float:
     return x
 
 
+def count_up_to(limit: int):
+    """An ``argparse`` type: a positive integer up to ``limit`` (how many images a figure shows)."""
+    def count(text: str) -> int:
+        n = positive_int(text)
+        if n > limit:
+            raise argparse.ArgumentTypeError(f"a figure shows at most {limit} images, got {text}; for more, "
+                                             "write several figures (another --seed draws others)")
+        return n
+    return count
+
+
 def non_negative_float(text: str) -> float:
     """An ``argparse`` type for weights such as beta: a finite number >= 0."""
     return _finite_float(text, zero_allowed=True)
@@ -119,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         sp.add_argument("--backend", default=None, choices=["numpy", "cupy", "auto", "array_api_strict"],
                         help="array backend (default: $SCRATCHVAE_BACKEND or numpy)")
+        sp.add_argument("--dtype", default=None, choices=list(DTYPES),
+                        help="floating-point type of the arithmetic (default: $SCRATCHVAE_DTYPE, else "
+                             + ("the checkpoint's" if name in ("sample", "reconstruct", "evaluate") else "float32")
+                             + ")")
         return sp
 
     t = command("train", "train a VAE and write checkpoint, metrics and figures")
@@ -166,12 +183,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train with the textbook alone, without the compiled twins of scratchvae.kernels "
                         "(default: they run where this backend has them, unless SCRATCHVAE_KERNELS=off)")
 
-    for name, help_, default_n in (("sample", "decode random draws from the prior into an image grid", 64),
-                                         ("reconstruct", "test images beside their reconstructions", 10)):
+    for name, help_, default_n, limit, default_name in (
+            ("sample", "decode random draws from the prior into an image grid", 64, MAX_SAMPLES,
+             "samples-seed<S>-n<N>.png"),
+            ("reconstruct", "test images beside their reconstructions", 10, MAX_RECONSTRUCTIONS,
+             "reconstructions-n<N>.png")):
         s = command(name, help_)
         s.add_argument("checkpoint", type=user_path, help="a model.npz written by `scratchvae train`")
-        s.add_argument("--n", type=positive_int, default=default_n, help=f"how many images (default: {default_n})")
-        s.add_argument("--out", type=out_path, default=None, help="figure to write: a file (.png unless it names another format such as .pdf) or a folder (default: beside the checkpoint)")
+        s.add_argument("--n", type=count_up_to(limit), default=default_n,
+                       help=f"how many images, at most {limit} (default: {default_n})")
+        s.add_argument("--out", type=out_path, default=None,
+                       help="figure to write: a file (.png unless it names another format such as .pdf) or a "
+                            f"folder (default: {default_name} beside the checkpoint; the run's own figures are "
+                            "never overwritten)")
         s.add_argument("--seed", type=non_negative_int, default=0, help="seed of the draws (default: 0)")
         if name == "reconstruct":
             s.add_argument("--data-dir", type=user_path, default=None, help=DATA_DIR_HELP)

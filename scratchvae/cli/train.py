@@ -5,18 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__, backend, datasets
-from .common import (UserError, class_figure, labels_of, latent_use, quote, reconstruction_figure, writable,
-                     write_atomic)
+from .common import (DTYPE_ENV, ENVIRONMENT, RUN_FILES, UserError, class_figure, dtype_from_env, holds_run,
+                     labels_of, latent_use, quote, reconstruction_figure, writable, write_atomic)
 from .options import build_parser
 
-RUN_FILES = ("model.npz", "config.json", "history.csv", "metrics.json", "curves.png", "reconstructions.png",
-             "samples.png", "latent.png", "manifold.png")
 RESUME_KEEPS = ("epochs", "quiet", "data_dir")  # what --resume takes from the command line; the rest is saved
 
 
@@ -36,7 +35,7 @@ def train(args) -> int:
         raise UserError(f"{out} already holds a run ({', '.join(held)}): continue it with "
                         f"`scratchvae train --resume {quote(out)}`, start over with --force, or choose a new --out")
     args.threads = parse_setting(args.threads)  # SCRATCHVAE_THREADS checked before anything is written
-    b = backend.use(args.backend, dtype="float32")
+    b = backend.use(args.backend, dtype=_run_dtype(args, saved))
     if b.name == "numpy":
         # This process is the command's own, so it may set what a library call must not:
         # glibc keeps freed memory for the arrays each step makes anew, instead of handing
@@ -49,6 +48,7 @@ def train(args) -> int:
                        data_dir=args.data_dir)
     kernels_option = False if args.no_kernels else None
     if saved is None:
+        _check_model_fits(ds.n_features, args.hidden, args.z_dim, b.xp.finfo(b.dtype).bits // 8)
         model = VAE(ds.n_features, hidden=tuple(args.hidden), z_dim=args.z_dim, likelihood=args.likelihood,
                     activation=args.activation, seed=args.seed,
                     decoder_logvar="learned" if args.decoder_logvar is None else args.decoder_logvar,
@@ -71,13 +71,15 @@ def train(args) -> int:
     for stale in [*out.glob(".model.npz.*.tmp"), *(out / f".{n}.tmp" for n in RUN_FILES)]:
         stale.unlink(missing_ok=True)  # left by a run that was killed while writing
     start = trainer.epoch
-    print(f"scratchvae {__version__}: {ds!r} on {b.name} ({b.device}); "
+    print(f"scratchvae {__version__}: {ds!r} on {b.name} ({b.device}, {b.dtype_name}); "
           + (f"resuming {out}/ after epoch {start} of {args.epochs}" if saved else f"output in {out}/"))
     trainer.extra = {"data": {"name": ds.name, "split_seed": args.seed, "binarize": args.binarize,
                               "data_dir": args.data_dir, "image_shape": list(ds.image_shape)}}
     config = {"version": __version__,
               **{k: v for k, v in vars(args).items() if k not in ("resume", "force")},
-              "backend": b.name, "dtype": b.dtype_name, "dataset": ds.name, "model": model.config}
+              "backend": b.name, "dtype": b.dtype_name, "dataset": ds.name, "model": model.config,
+              "kernels": trainer.swapped,  # the compiled twins this run ran ([]: the textbook alone)
+              "environment": {var: os.environ.get(var) for var in ENVIRONMENT}}  # as set when the run (re)started
 
     from tqdm.auto import tqdm
 
@@ -124,6 +126,39 @@ def train(args) -> int:
     return 0
 
 
+def _check_model_fits(n_features: int, hidden, z_dim: int, itemsize: int) -> None:
+    """Refuse, before allocating, a model whose weights, gradients and Adam's two moments
+    (4 copies) would not fit in this machine's memory."""
+    sizes = [n_features, *hidden, z_dim]
+    weights = sum(a * b for a, b in zip(sizes, sizes[1:])) * 2  # encoder and decoder, about
+    need = 4 * weights * itemsize
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on this platform: let the allocation tell
+        return
+    if need > have:
+        raise UserError(f"--hidden {' '.join(map(str, hidden))} makes a model of about {weights / 1e9:.1f} billion "
+                        f"weights, {need / 2**30:.0f} GiB with their gradients and Adam's moments, more than this "
+                        f"machine's {have / 2**30:.0f} GiB of memory; choose smaller --hidden sizes")
+
+
+def _run_dtype(args, saved) -> str:
+    """The dtype of this run: --dtype, else $SCRATCHVAE_DTYPE, else float32. A resumed run
+    keeps the dtype and the backend it was trained on (config.json: they change the
+    numbers); a variable that would change them is refused, not ignored."""
+    env = dtype_from_env()
+    if saved is None:
+        return args.dtype or env or "float32"
+    args.dtype = args.dtype or "float32"  # a config.json from before 0.2 trained in float32
+    for var, value, kept in ((DTYPE_ENV, env, args.dtype),
+                             ("SCRATCHVAE_BACKEND", os.environ.get("SCRATCHVAE_BACKEND", "").strip().lower() or None,
+                              args.backend)):
+        if value is not None and kept is not None and value != kept:
+            raise UserError(f"the run in {args.out} trains on {kept} (its config.json), but {var}={value}: "
+                            f"unset {var} to resume it, or start a new run")
+    return args.dtype
+
+
 def resume_config(args) -> dict:
     """``--resume D``: put the configuration saved in D/config.json into ``args`` (the
     command line may change only RESUME_KEEPS); returns the saved configuration."""
@@ -135,7 +170,7 @@ def resume_config(args) -> dict:
         names = ", ".join("--" + k.replace("_", "-") for k in sorted(given))
         raise UserError(f"--resume continues the run with its saved configuration, so {names} cannot be "
                         f"given with it (only --epochs, --data-dir, --quiet); to change it, start a new run")
-    if not (out / "model.npz").is_file() or not (out / "config.json").is_file():
+    if not holds_run(out):
         raise UserError(f"{out} holds no run to resume (no model.npz with its config.json, written after "
                         f"the first epoch); start one with `scratchvae train --out {quote(out)}`")
     try:
@@ -146,7 +181,9 @@ def resume_config(args) -> dict:
                 setattr(args, k, saved[k])
     except (ValueError, AttributeError) as exc:
         raise UserError(f"{out / 'config.json'} cannot be read ({exc}); it cannot be resumed") from None
-    args.threads = threads.get("setting") if isinstance(threads, dict) else threads
+    # BLAS threads do not change the numbers: SCRATCHVAE_THREADS, where set, is honoured
+    args.threads = os.environ.get("SCRATCHVAE_THREADS") or (threads.get("setting") if isinstance(threads, dict)
+                                                             else threads)
     if args.epochs is None:
         args.epochs = saved.get("epochs", 0)
     if args.data_dir is None:

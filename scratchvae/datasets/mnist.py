@@ -18,6 +18,7 @@ put the files.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,14 @@ TIMEOUT = (5.0, 30.0)
 
 
 class MNISTUnavailable(RuntimeError):
-    """MNIST is neither on disk nor downloadable; the message says how to get it."""
+    """MNIST is neither on disk nor downloadable; the message says how to get it.
+
+    ``data_dir`` (the folder looked in) and ``reason`` (one short phrase: why the download
+    failed) let a command line say the same in one line, with its own option names."""
+
+    def __init__(self, message: str, data_dir=None, reason: str | None = None):
+        super().__init__(message)
+        self.data_dir, self.reason = data_dir, reason
 
 
 def default_data_dir() -> Path:
@@ -117,6 +125,9 @@ def fetch(data_dir=None, mirrors=None, timeout=TIMEOUT) -> dict[str, Path]:
     Raises MNISTUnavailable, quickly, when a missing file cannot be downloaded.
     """
     data_dir = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise MNISTUnavailable(f"{data_dir} is a file, not a folder; pass the folder that holds (or is to receive) "
+                               f"the four MNIST files", data_dir=data_dir, reason="it is a file, not a folder")
     if mirrors is None:
         mirrors = MIRRORS
     mirrors = (mirrors,) if isinstance(mirrors, str) else tuple(mirrors)  # one URL, not its letters
@@ -133,6 +144,28 @@ def fetch(data_dir=None, mirrors=None, timeout=TIMEOUT) -> dict[str, Path]:
         ) from None
     pooch.get_logger().setLevel("WARNING")  # our own message says what happened
     downloader = pooch.HTTPDownloader(timeout=timeout, progressbar=False)
+    created = _first_missing(data_dir)  # pooch makes the folder before it downloads
+    try:
+        _download(missing, paths, data_dir, mirrors, downloader, pooch)
+    except MNISTUnavailable:
+        if created is not None and not any(p.is_file() for p in created.rglob("*")):
+            shutil.rmtree(created, ignore_errors=True)  # nothing cached: nothing made (not even under HOME)
+        raise
+    return paths
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost folder of ``folder``'s path that does not exist yet (None if it does)."""
+    missing = None
+    for p in (folder, *folder.parents):
+        if p.exists():
+            break
+        missing = p
+    return missing
+
+
+def _download(missing, paths, data_dir: Path, mirrors, downloader, pooch) -> None:
+    """Download each missing file into ``data_dir``, trying the mirrors in turn; fills ``paths``."""
     order = list(mirrors)
     for key in missing:
         gz_name = FILES[key]
@@ -150,11 +183,12 @@ def fetch(data_dir=None, mirrors=None, timeout=TIMEOUT) -> dict[str, Path]:
             order.insert(0, base)  # the mirror that worked goes first for the next file
             break
         else:  # stop at the first file no mirror serves: fail fast, do not try the others
+            kinds = sorted({e.split(": ")[1] for e in errors})
             raise MNISTUnavailable(
                 f"MNIST file {gz_name} is not in {data_dir} and could not be downloaded:\n"
-                + "\n".join(errors) + "\n" + _howto(data_dir, mirrors)
+                + "\n".join(errors) + "\n" + _howto(data_dir, mirrors),
+                data_dir=data_dir, reason=f"no mirror served it ({', '.join(kinds)})",
             )
-    return paths
 
 
 def _check(a: np.ndarray, path: Path, ndim: int, what: str) -> np.ndarray:
