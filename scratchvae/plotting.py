@@ -22,6 +22,8 @@ from . import backend
 
 DPI = 150
 PAD = 0.5  # grey level of the one-pixel gaps between tiles
+OUT_PX = 2.0  # a big mosaic gets at least this many output pixels (at DPI) per image pixel ...
+MAX_INCHES = 40.0  # ... until its longer side reaches this many inches
 
 
 def _plt():
@@ -68,16 +70,30 @@ def _as_images(images, image_shape, name: str) -> np.ndarray:
     )
 
 
-def tile(images: np.ndarray, ncol: int, pad_value: float = PAD) -> np.ndarray:
-    """(N, H, W) images -> one (rows (H + 1) - 1, ncol (W + 1) - 1) array, row-major,
-    one-pixel gaps of ``pad_value``; empty cells at the end are filled with it too."""
+def tile(images: np.ndarray, ncol: int, pad_value: float = PAD, gap: int = 1) -> np.ndarray:
+    """(N, H, W) images -> one (rows (H + gap) - gap, ncol (W + gap) - gap) array,
+    row-major, ``gap``-pixel gaps of ``pad_value`` (gap=0: the tiles touch); empty cells
+    at the end are filled with ``pad_value`` too."""
     N, H, W = images.shape
+    gap = int(gap)
+    if gap < 0:
+        raise ValueError(f"gap (pixels between tiles) must be >= 0, got {gap}")
     nrows = math.ceil(N / ncol)
-    out = np.full((nrows * (H + 1) - 1, ncol * (W + 1) - 1), pad_value)
+    sy, sx = H + gap, W + gap  # the stride from one tile to the next
+    out = np.full((nrows * sy - gap, ncol * sx - gap), pad_value)
     for i in range(N):
         r, c = divmod(i, ncol)
-        out[r * (H + 1): r * (H + 1) + H, c * (W + 1): c * (W + 1) + W] = images[i]
+        out[r * sy: r * sy + H, c * sx: c * sx + W] = images[i]
     return out
+
+
+def _mosaic_inches(h: int, w: int, longer: float) -> tuple:
+    """Inches (width, height) for an (h, w)-pixel mosaic: the longer side ``longer`` inches,
+    or more for a big mosaic, so each pixel gets OUT_PX output pixels at DPI (tiles of
+    100,000 images would otherwise shrink below a pixel), at most MAX_INCHES."""
+    side = max(h, w)
+    per_px = min(max(longer / side, OUT_PX / DPI), max(MAX_INCHES, longer) / side)
+    return w * per_px, h * per_px
 
 
 def _show(ax, mosaic):
@@ -109,9 +125,8 @@ def image_grid(images, image_shape, nrow: int | None = None, title: str | None =
     if ncol < 1:
         raise ValueError(f"nrow (images per row) must be >= 1, got {nrow}")
     mosaic = tile(imgs, ncol)
-    h, w = mosaic.shape
-    scale = 6.0 / max(h, w)  # the longer side is 6 inches
-    fig, ax = _plt().subplots(figsize=(max(w * scale, 1.5), max(h * scale, 1.5) + (0.4 if title else 0)))
+    w_in, h_in = _mosaic_inches(*mosaic.shape, longer=6.0)  # 6 inches, or more for a big grid
+    fig, ax = _plt().subplots(figsize=(max(w_in, 1.5), max(h_in, 1.5) + (0.4 if title else 0)))
     _show(ax, mosaic)
     if title:
         ax.set_title(title)
@@ -141,9 +156,8 @@ def samples_by_class(images, image_shape, classes=None, title: str | None = None
     if len(names) != C:
         raise ValueError(f"classes names {len(names)} rows, but images holds {C}; give one name per row")
     mosaic = tile(imgs, n)
-    h, w = mosaic.shape
-    scale = 7.0 / max(h, w)
-    fig, ax = _plt().subplots(figsize=(w * scale + 0.8, h * scale + (0.5 if title else 0.2)))
+    w_in, h_in = _mosaic_inches(*mosaic.shape, longer=7.0)
+    fig, ax = _plt().subplots(figsize=(w_in + 0.8, h_in + (0.5 if title else 0.2)))
     _show(ax, mosaic)
     H = imgs.shape[1]
     ax.set_yticks([r * (H + 1) + (H - 1) / 2 for r in range(C)], names)
@@ -183,9 +197,8 @@ def reconstructions(x, x_hat, image_shape, n: int = 10, path=None):
             row[: sl.stop - sl.start] = src[sl]
             rows.append(row)
     mosaic = tile(np.concatenate(rows), ncol)
-    h, w = mosaic.shape
-    scale = 7.0 / max(h, w)
-    fig, ax = _plt().subplots(figsize=(w * scale + 1.2, h * scale + 0.2))
+    w_in, h_in = _mosaic_inches(*mosaic.shape, longer=7.0)
+    fig, ax = _plt().subplots(figsize=(w_in + 1.2, h_in + 0.2))
     _show(ax, mosaic)
     centers = [r * (H + 1) + (H - 1) / 2 for r in range(2 * pairs)]
     ax.set_yticks(centers, ["original", "reconstruction"] * pairs)
@@ -285,13 +298,40 @@ def normal_quantiles(n: int) -> np.ndarray:
     return np.array([inv((i + 0.5) / n) for i in range(n)])
 
 
+def _manifold_ticks(q: np.ndarray, size: int) -> tuple:
+    """Ticks for an axis of n touching tiles, ``size`` pixels each, decoded at the grid
+    points q (n,), q[i] = -q[n-1-i]: the first and last tiles, the tiles a quarter in from
+    each end, and the centre, z = 0 (for even n the line between the two middle tiles:
+    the axis is linear in u = Phi(z), and u = 1/2 there). Tiles i and n-1-i are labelled
+    together, so the labels read the same but for the sign (2 decimals, a true minus).
+
+    Returns:
+    - positions (in pixels, increasing) and their labels, lists of equal length.
+    """
+    n = len(q)
+    k = int((n - 1) / 4 + 0.5)  # a quarter in, rounded half up
+    ticks = {}
+    for i in {0, k, n - 1 - k, n - 1} | ({n // 2} if n % 2 else set()):
+        mag = f"{abs(q[i] - q[n - 1 - i]) / 2:.2f}"  # |q[i]|, one number for i and n-1-i
+        if mag == "0.00":
+            ticks[i * size + (size - 1) / 2] = "0"
+        else:
+            ticks[i * size + (size - 1) / 2] = ("\N{MINUS SIGN}" if 2 * i < n - 1 else "") + mag
+    if n % 2 == 0:
+        ticks[n // 2 * size - 0.5] = "0"  # the edge between the two middle tiles
+    pos = sorted(ticks)
+    return pos, [ticks[p] for p in pos]
+
+
 def manifold(decode_fn, image_shape, n: int = 15, path=None):
-    """The learned 2-D manifold: decode an n x n grid of latent points and tile them.
+    """The learned 2-D manifold: decode an n x n grid of latent points and tile them edge
+    to edge, one continuous map of latent space (no gaps between the tiles).
 
     The grid follows Kingma and Welling (2014, figure 4): evenly spaced quantiles of the
     prior mapped through the inverse normal CDF, so each cell covers the same prior
     mass. Columns run along z_1 (increasing to the right), rows along z_2 (increasing
-    upwards).
+    upwards). The ticks, the same on both axes, sit symmetric about z = 0: the outer
+    tiles, the tiles a quarter in, and the centre.
 
     Inputs:
     - decode_fn: maps host z (M, 2) float64 to images (M, H*W) in [0, 1] (e.g. the
@@ -314,17 +354,40 @@ def manifold(decode_fn, image_shape, n: int = 15, path=None):
         raise ValueError(f"decode_fn returned {len(imgs)} images for {n * n} latent points; "
                          "it must return one image per row of z")
     H, W = imgs.shape[1:]
-    mosaic = tile(imgs, n)
-    fig, ax = _plt().subplots(figsize=(7.0, 7.0))
+    mosaic = tile(imgs, n, gap=0)  # one continuous map of latent space: the tiles touch
+    w_in, h_in = _mosaic_inches(*mosaic.shape, longer=7.0)
+    fig, ax = _plt().subplots(figsize=(w_in, h_in))
     _show(ax, mosaic)
-    step = max(1, n // 5)
-    ticks = list(range(0, n, step))
-    ax.set_xticks([c * (W + 1) + (W - 1) / 2 for c in ticks], [f"{q[c]:.1f}" for c in ticks])
-    ax.set_yticks([r * (H + 1) + (H - 1) / 2 for r in ticks], [f"{q[::-1][r]:.1f}" for r in ticks])
+    if min(w_in * DPI / n, h_in * DPI / n) >= 12:  # tiles of 12+ output pixels: a hairline
+        # between them (in output pixels, not image pixels), so strokes that reach a
+        # tile's edge (8 x 8 digits fill theirs) do not run into the next digit
+        edges = np.arange(1, n)
+        kw = {"colors": "black", "linewidths": 72 / DPI, "alpha": 0.6, "antialiased": False}  # 1 crisp px
+        ax.vlines(edges * W - 0.5, -0.5, n * H - 0.5, **kw)
+        ax.hlines(edges * H - 0.5, -0.5, n * W - 0.5, **kw)
+    xpos, xlabels = _manifold_ticks(q, W)
+    ypos, ylabels = _manifold_ticks(q, H)
+    ax.set_xticks(xpos, xlabels)
+    ax.set_yticks([mosaic.shape[0] - 1 - p for p in ypos], ylabels)  # z_2 grows upwards
     ax.set_xlabel("$z_1 = \\Phi^{-1}(u_1)$")
     ax.set_ylabel("$z_2 = \\Phi^{-1}(u_2)$")
     ax.set_title("decoded latent grid")
     return _finish(fig, path)
+
+
+_SPLITS = {"train": "train", "val": "validation"}
+_QUANTITIES = {"loss": "loss", "rec": "reconstruction", "kl": "KL",
+               "neg_elbo": "\N{MINUS SIGN}ELBO", "elbo": "ELBO",
+               "neg_iwae": "\N{MINUS SIGN}IWAE bound", "iwae": "IWAE bound"}
+
+
+def _in_words(key: str) -> str:
+    """A history key said in words: "val_neg_elbo" -> "validation: −ELBO", "train_rec" ->
+    "train: reconstruction"; an unknown one with spaces for underscores ("log likelihood")."""
+    split, _, qty = key.partition("_")
+    if split in _SPLITS and qty:
+        return f"{_SPLITS[split]}: {_in_words(qty)}"
+    return _QUANTITIES.get(key, key.replace("_", " "))
 
 
 def learning_curves(history: dict, path=None):
@@ -334,7 +397,9 @@ def learning_curves(history: dict, path=None):
     - history: dict of per-epoch lists, e.g. "train_loss", "val_loss", "train_rec",
       "train_kl", "val_rec", "val_kl" (None or NaN where a value was not computed).
       Keys ending in "loss" go in the first panel, "rec" and "kl" in the second, any
-      other numeric lists (e.g. "val_iwae") in a third.
+      other numeric lists (e.g. "val_iwae") in a third. Train solid, validation dashed,
+      one colour per quantity. The legends say the keys in words ("validation: KL");
+      each line's label stays the key itself, for a caller to rename.
     - path: optional PNG file to write.
 
     Returns:
@@ -386,7 +451,7 @@ def learning_curves(history: dict, path=None):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_title(title)
-        ax.legend(frameon=False)
+        ax.legend(ax.get_lines(), [_in_words(line.get_label()) for line in ax.get_lines()], frameon=False)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return _finish(fig, path)

@@ -60,6 +60,44 @@ def test_image_grid_layout_and_inputs(digits):
     assert np.all(m[8, :] == plotting.PAD)  # the gap row
 
 
+def test_tile_gap():
+    imgs = np.arange(3 * 2 * 2, dtype=float).reshape(3, 2, 2)
+    touching = plotting.tile(imgs, 2, gap=0)  # the tiles touch; the empty cell is pad_value
+    np.testing.assert_array_equal(touching, [[0, 1, 4, 5], [2, 3, 6, 7],
+                                             [8, 9, .5, .5], [10, 11, .5, .5]])
+    wide = plotting.tile(imgs, 3, pad_value=-1.0, gap=2)
+    assert wide.shape == (2, 3 * 4 - 2)
+    np.testing.assert_array_equal(wide[:, 2:4], -1.0)
+    np.testing.assert_array_equal(wide[:, 8:10], imgs[2])
+    np.testing.assert_array_equal(plotting.tile(imgs, 2), plotting.tile(imgs, 2, gap=1))  # the default
+    with pytest.raises(ValueError, match="gap"):
+        plotting.tile(imgs, 2, gap=-1)
+
+
+def test_image_grid_grows_with_the_mosaic_up_to_a_cap():
+    """Small grids keep their 6-inch longer side; a big one gets about OUT_PX output pixels
+    per image pixel at DPI, up to MAX_INCHES (figures built, never drawn: fast)."""
+    imgs = np.zeros((32 * 32, 28 * 28))
+    small = plotting.image_grid(imgs[:16], (28, 28)).get_size_inches()
+    np.testing.assert_allclose(small, [6.0, 6.0])  # 4 x 4: as before
+    big = plotting.image_grid(imgs, (28, 28)).get_size_inches()
+    side = 32 * 29 - 1  # mosaic pixels
+    assert big[0] > 2 * small[0]
+    np.testing.assert_allclose(big, side * plotting.OUT_PX / plotting.DPI)
+    # a mosaic 20,000 pixels long (cheap: a row of 1 x 1 images) stays within the cap
+    huge = plotting.image_grid(np.zeros((10_000, 1)), (1, 1), nrow=10_000).get_size_inches()
+    np.testing.assert_allclose(huge[0], plotting.MAX_INCHES)
+    assert huge[1] == 1.5  # the floor for a thin strip
+    # the same rule for the other mosaics: 100 row pairs of reconstructions, 500 samples a class
+    rec = plotting.reconstructions(imgs[:1000], imgs[:1000], (28, 28), n=1000).get_size_inches()
+    assert rec[1] == pytest.approx(plotting.MAX_INCHES + 0.2)  # 200 rows of 28: capped
+    few = plotting.reconstructions(imgs[:10], imgs[:10], (28, 28)).get_size_inches()
+    assert few[0] == pytest.approx(7.0 + 1.2)  # one row pair: as before
+    rows = np.zeros((10, 40, 28 * 28))
+    cls = plotting.samples_by_class(rows, (28, 28)).get_size_inches()
+    assert cls[0] == pytest.approx((40 * 29 - 1) * plotting.OUT_PX / plotting.DPI + 0.8)
+
+
 @pytest.mark.parametrize("images, shape, message", [
     (np.zeros((4, 64)), (28, 28), r"shape \(4, 64\).*\(N, 784\) rows"),
     (np.zeros((4, 8, 8)), (7, 9), "does not hold images of shape"),
@@ -236,11 +274,59 @@ def test_manifold_grid_orientation(tmp_path):
     (z,) = seen
     assert z.shape == (n * n, 2) and z.dtype == np.float64
     m = np.asarray(_mosaic(fig))
-    assert m.shape == (3 * n - 1, 3 * n - 1)  # n x n tiles of 2 x 2 with 1 px gaps
-    tiles = np.pad(m, ((0, 1), (0, 1))).reshape(n, 3, n, 3)  # [tile row, y, tile col, x]
+    assert m.shape == (2 * n, 2 * n)  # n x n tiles of 2 x 2, touching: no gaps
+    tiles = m.reshape(n, 2, n, 2)  # [tile row, y, tile col, x]
     u = (np.arange(n) + 0.5) / n  # evenly spaced probabilities
     np.testing.assert_allclose(tiles[0, 0, :, 0], u, atol=1e-12)  # z_1 grows to the right
     np.testing.assert_allclose(tiles[:, 1, 0, 1], u[::-1], atol=1e-12)  # z_2 grows upwards
+
+
+def test_manifold_is_one_image_without_gaps():
+    fig = plotting.manifold(lambda z: np.ones((len(z), 12)), (3, 4), n=4)
+    m = np.asarray(_mosaic(fig))
+    assert m.shape == (4 * 3, 4 * 4) and np.all(m == 1.0)  # no grey PAD anywhere
+    vlines, hlines = fig.axes[0].collections  # big tiles: a hairline drawn between them
+    np.testing.assert_allclose([seg[0, 0] for seg in vlines.get_segments()], [3.5, 7.5, 11.5])
+    np.testing.assert_allclose([seg[0, 1] for seg in hlines.get_segments()], [2.5, 5.5, 8.5])
+    assert vlines.get_linewidths()[0] <= 0.5  # points: about one output pixel at DPI 150
+    small = plotting.manifold(lambda z: np.ones((len(z), 1)), (1, 1), n=200)
+    assert not small.axes[0].collections  # tiles of a few output pixels: no lines
+
+
+def _tick_values(labels):
+    return [float(t.replace("\N{MINUS SIGN}", "-")) for t in labels]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 15, 20, 21])
+def test_manifold_ticks_are_symmetric(n):
+    H, W = 3, 4
+    fig = plotting.manifold(lambda z: np.zeros((len(z), H * W)), (H, W), n=n)
+    ax = fig.axes[0]
+    q = plotting.normal_quantiles(n)
+    minus = "\N{MINUS SIGN}"
+    xlabels = [t.get_text() for t in ax.get_xticklabels()]
+    assert [t.get_text() for t in ax.get_yticklabels()] == xlabels  # the same on both axes
+    assert 1 <= len(xlabels) <= 5 and "0" in xlabels  # the centre
+    for a, b in zip(xlabels, xlabels[::-1]):  # the label of tick j is minus that of tick -1-j
+        assert a == b == "0" or a == minus + b or b == minus + a
+    values = _tick_values(xlabels)
+    assert values == sorted(values)
+    # placed symmetric about the centre too; a tick at a tile's centre names its grid point
+    for ticks, size, index in ((ax.get_xticks(), W, lambda t: t), (ax.get_yticks(), H, lambda t: n * H - 1 - t)):
+        np.testing.assert_allclose(ticks + ticks[::-1], n * size - 1)
+        for t, v in zip(ticks, values):
+            i = (index(t) - (size - 1) / 2) / size
+            if i == int(i):
+                assert v == pytest.approx(q[int(i)], abs=0.005)
+            else:  # even n: the edge between the middle two tiles, where u = 1/2
+                assert v == 0 and i == n / 2 - 0.5
+    assert ax.get_xlabel().startswith("$z_1") and ax.get_ylabel().startswith("$z_2")
+
+
+def test_manifold_ticks_for_the_command_line_grid():
+    fig = plotting.manifold(lambda z: np.zeros((len(z), 64)), (8, 8), n=20)
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert _tick_values(labels) == [-1.96, -0.6, 0.0, 0.6, 1.96]
 
 
 def test_manifold_checks_the_decoder_output():
@@ -286,6 +372,25 @@ def test_learning_curves(tmp_path):
     assert list(x) == [12] and list(y) == [9.0]  # missing epochs are left out
     assert split_ax.lines[0].get_color() == split_ax.lines[2].get_color()  # train/val rec paired
     assert split_ax.lines[2].get_linestyle() == "--"
+    legend = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]
+    assert legend == [["train: loss", "validation: loss"],
+                      ["train: reconstruction", "train: KL", "validation: reconstruction", "validation: KL"],
+                      ["validation: IWAE bound"]]
+
+
+def test_learning_curves_legends_say_the_keys_in_words():
+    keys = ["train_loss", "val_loss", "train_rec", "train_kl", "train_neg_elbo", "val_rec", "val_kl",
+            "val_neg_elbo", "val_neg_iwae", "log_likelihood"]
+    fig = plotting.learning_curves({k: [3.0, 2.0, 1.0] for k in keys})
+    texts = [t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()]
+    assert len(texts) == len(keys) and not any("_" in t for t in texts)
+    assert {"validation: \N{MINUS SIGN}ELBO", "validation: \N{MINUS SIGN}IWAE bound",
+            "log likelihood"} <= set(texts)
+    assert sorted(l.get_label() for ax in fig.axes for l in ax.lines) == sorted(keys)  # keys kept on lines
+    other = fig.axes[2]  # the bounds: train solid, validation dashed, one colour per quantity
+    styles = {l.get_label(): (l.get_color(), l.get_linestyle()) for l in other.lines}
+    assert styles["train_neg_elbo"][0] == styles["val_neg_elbo"][0] != styles["val_neg_iwae"][0]
+    assert styles["train_neg_elbo"][1] == "-" and styles["val_neg_elbo"][1] == "--"
 
 
 def test_learning_curves_only_loss_and_bad_input():
