@@ -46,12 +46,35 @@ def test_optimizer_state_needs_a_checkpoint_that_has_it(tmp_path):
 def test_optimizer_state_round_trip(tmp_path):
     m, opt = _trained()
     checkpoint.save(tmp_path / "m.npz", m, optimizer=opt)
-    fresh = Adam(0.5)
-    checkpoint.restore_optimizer(fresh, checkpoint.read(tmp_path / "m.npz"))
-    assert fresh.t == opt.t == 3 and fresh.lr == opt.lr
-    for key, a in opt.state_dict().items():
-        b = fresh.state_dict()[key]
-        assert np.array_equal(backend.to_numpy(a), backend.to_numpy(b)), key
+    for fresh in (Adam(), Adam(1e-2)):  # a fresh Adam, or one with the run's own settings
+        checkpoint.restore_optimizer(fresh, checkpoint.read(tmp_path / "m.npz"))
+        assert fresh.t == opt.t == 3 and fresh.lr == opt.lr == 1e-2
+        for key, a in opt.state_dict().items():
+            b = fresh.state_dict()[key]
+            assert np.array_equal(backend.to_numpy(a), backend.to_numpy(b)), key
+
+
+def test_an_optimizer_setting_chosen_on_purpose_is_not_dropped_silently(tmp_path):
+    m, opt = _trained()  # trained with lr = 1e-2
+    checkpoint.save(tmp_path / "m.npz", m, optimizer=opt)
+    asked = Adam(0.5)
+    with pytest.raises(CheckpointError, match=r"trained with lr=0\.01, but the Adam passed has lr=0\.5.*"
+                                              r"trainer\.optimizer\.lr = 0\.5"):
+        checkpoint.restore_optimizer(asked, checkpoint.read(tmp_path / "m.npz"))
+    assert asked.t == 0 and asked.lr == 0.5  # refused before anything was restored
+
+
+def test_series_are_stored_as_arrays_and_come_back_as_they_were(tmp_path):
+    m, _ = _trained()
+    history = {"epoch": [1, 2, 3], "train_loss": [0.1, 1e-300, float("nan")], "time": [1.5, 2, 3]}
+    checkpoint.save(tmp_path / "m.npz", m, series=history)
+    ck = checkpoint.read(tmp_path / "m.npz")
+    assert ck["series"]["epoch"] == [1, 2, 3] and all(type(e) is int for e in ck["series"]["epoch"])
+    assert ck["series"]["train_loss"][:2] == [0.1, 1e-300] and np.isnan(ck["series"]["train_loss"][2])
+    assert ck["series"]["time"] == [1.5, 2.0, 3.0]
+    assert "train_loss" not in str(ck["meta"])  # binary arrays, not JSON text
+    with pytest.raises(ValueError, match="series 'names' must hold numbers"):
+        checkpoint.save(tmp_path / "bad.npz", m, series={"names": ["a", "b"]})
 
 
 def test_write_is_atomic(tmp_path, monkeypatch):
