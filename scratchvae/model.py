@@ -18,6 +18,8 @@ Every model (the VAE, both autoencoders) subclasses ``Model``:
                                       both (the Trainer passes y_train and y_val there)
 
 ``loss`` is a 0-d array in nats per example; ``stats`` a dict of 0-d arrays (its parts).
+Data ``x`` may be a backend array or host data (a NumPy array of any real dtype, a list of
+rows): every method that takes data converts it with ``scratchvae.checks.as_data``.
 Checkpoints find a model's class by name in ``Model.registry``, filled as each concrete
 subclass is defined, so this module and scratchvae.checkpoint need not import the models.
 """

@@ -34,7 +34,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import tempfile
 import time
+from pathlib import Path
 
 from array_api_compat import array_namespace
 
@@ -42,7 +45,7 @@ from . import backend, checkpoint
 from .threads import ThreadPolicy
 from . import kernels as kernels_module
 from .arrays import batch_slices
-from .checks import check_positive_int
+from .checks import as_data, check_beta, check_positive_int
 
 
 class TrainingDiverged(FloatingPointError):
@@ -89,9 +92,7 @@ class Trainer:
             n_samples = check_positive_int(n_samples, "n_samples")
         if isinstance(kl_warmup, bool) or not isinstance(kl_warmup, numbers.Integral) or kl_warmup < 0:
             raise ValueError(f"kl_warmup must be an integer >= 0 (steps; 0 turns it off), got {kl_warmup!r}")
-        # refused here, not with a TypeError at the first step
-        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not (0.0 <= beta < math.inf):
-            raise ValueError(f"beta must be a finite number >= 0 (the KL weight; 1 is the ELBO), got {beta!r}")
+        beta = check_beta(beta)  # refused here, not with a TypeError at the first step
         if objective is not None and not isinstance(objective, str):
             raise ValueError(f"objective must be a name such as 'elbo' or 'iwae' (or None), got {objective!r}")
         for option, keyword, used in (("n_samples", "n_samples", n_samples is not None),
@@ -167,10 +168,16 @@ class Trainer:
             y_val=None) -> dict:
         """Train for ``epochs`` more epochs. Returns the history (a dict of lists).
 
+        ``x_train``, ``x_val``: (N, D) data, a backend array, a NumPy array or a list of
+        rows. ``epochs``: a positive integer. ``checkpoint_path``: a file (e.g.
+        "run/model.npz", written after every epoch; its folder is made if missing), or None.
         ``y_train`` and ``y_val``: the labels (one integer per row) of x_train and x_val,
         for a model whose loss_and_grads takes y (a conditional VAE); each batch's labels
-        go with its rows.
+        go with its rows. Every argument is checked before the first step.
         """
+        epochs = check_positive_int(epochs, "epochs")
+        if checkpoint_path is not None:
+            _check_checkpoint_path(checkpoint_path)
         if x_val is None and y_val is not None:
             raise ValueError("y_val was given without x_val; pass the validation images too, or leave y_val out")
         X, Y = self._prepare(x_train, "x_train", y_train)
@@ -266,7 +273,7 @@ class Trainer:
 
     def _prepare(self, x, name: str, y=None):
         """x (and its labels y) on the backend, checked once by the model: (X, Y or None)."""
-        X = backend.asarray(x)
+        X = as_data(x, name)
         Y = None if y is None else backend.asarray(y)
         y_name = "y" + name[1:]
         if "y" in getattr(self.model, "options", ()):
@@ -308,6 +315,33 @@ class Trainer:
         t.step, t.epoch, t.history = extra["step"], extra["epoch"], extra["history"]
         t.extra = {k: v for k, v in extra.items() if k not in ("step", "epoch", "history", "trainer", "threads")}
         return t
+
+
+def _check_checkpoint_path(path) -> None:
+    """Raise CheckpointError, before any step, unless ``path`` names a file that a
+    checkpoint can be written to: not a folder, in a folder that exists and is writable
+    or can be made (save makes it)."""
+    if not isinstance(path, (str, os.PathLike)) or str(path) == "":
+        raise checkpoint.CheckpointError(f"checkpoint_path must be a file path such as 'run/model.npz' "
+                                         f"(or None for no checkpoints), got {path!r}")
+    path = Path(path)
+    if path.is_dir():
+        raise checkpoint.CheckpointError(f"checkpoint_path {path} is a folder; pass a file path such as "
+                                         f"{path / 'model.npz'}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # the nearest folder that exists
+        folder = folder.parent
+    if not folder.is_dir():
+        raise checkpoint.CheckpointError(f"checkpoint_path {path} lies under {folder}, which is a file, not a "
+                                         "folder; pass a path in a folder")
+    try:
+        if folder == path.parent:
+            tempfile.TemporaryFile(dir=folder).close()  # the one sure test: make a file there, then drop it
+        elif not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        raise checkpoint.CheckpointError(f"checkpoint_path {path} cannot be written: {folder} is not writable "
+                                         f"({exc.strerror}); choose a writable folder") from None
 
 
 def _largest_product(model, rows: int) -> float:

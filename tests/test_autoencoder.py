@@ -328,6 +328,31 @@ def test_bad_input_is_refused(bk, hrng, make):
         m.loss_and_grads(_data(hrng, 4, 6), target=_data(hrng, 3, 6))
 
 
+@pytest.mark.parametrize("make", [
+    lambda: TiedAutoencoder(6, 2),
+    lambda: Autoencoder(6, hidden=(4,), z_dim=2),
+])
+def test_lists_and_numpy_arrays_are_data_as_everywhere(bk, hrng, make):
+    """Issue 16: the VAE's loss_and_grads refused a list that the Trainer, PCA and GMM
+    took; every entry point now converts (checks.as_data), so they agree."""
+    x = hrng.normal(size=(4, 6))
+    m = make()
+    ref = float(m.loss_and_grads(backend.asarray(x))[0])
+    for data in (x.tolist(), x, x.astype(np.float32)):  # float32 input: x rounded to float32 first
+        rel = tol(bk, 1e-6 if getattr(data, "dtype", None) == np.float32 else 1e-10, 1e-4)
+        assert float(m.loss_and_grads(data)[0]) == pytest.approx(ref, rel=rel)
+        assert float(m.loss(data, target=data)[0]) == pytest.approx(ref, rel=rel)
+        assert m.encode(data).shape == (4, 2) and m.reconstruct(data).shape == (4, 6)
+    assert m.decode([[0.0, 1.0]]).shape == (1, 6)
+    with pytest.raises(ValueError, match=r"^x must hold real numbers \(float\), got complex128; pass x\.real"):
+        m.loss_and_grads(x.astype(np.complex128))
+    with pytest.raises(ValueError, match=r"^target must hold real numbers"):
+        m.loss_and_grads(x, target=x.astype(np.complex128))
+    big = 1e200 if bk.dtype_name == "float64" else 1e30  # was: a loss of inf, "training has diverged"
+    with pytest.raises(ValueError, match=r"^x holds values as large as .*whose squares overflow float\d\d"):
+        m.check_data(x * big)
+
+
 def test_bernoulli_needs_unit_interval(bk, hrng):
     m = TiedAutoencoder(6, 2, loss="bernoulli")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):

@@ -255,3 +255,15 @@ def test_convergence_does_not_depend_on_the_units_of_the_data(bk64):
     n_iter = [g.n_iter_ for g in fits]
     assert all(g.converged_ for g in fits)
     assert max(n_iter) - min(n_iter) <= 1, n_iter  # rounding may move the last step by one
+
+
+def test_lists_complex_and_huge_values(bk, hrng):
+    X, _ = _mixture(hrng)
+    ref = float(GaussianMixture(3, max_iter=5).fit(X).score(X))
+    assert float(GaussianMixture(3, max_iter=5).fit(X.tolist()).score(X.tolist())) == pytest.approx(
+        ref, rel=tol(bk, 1e-10, 1e-4))
+    with pytest.raises(ValueError, match=r"^X must hold real numbers \(float\), got complex128; pass X\.real"):
+        GaussianMixture(3).fit(X.astype(np.complex128))
+    big = 1e200 if bk.dtype_name == "float64" else 1e30  # was: "singular ... Raise reg_covar above inf"
+    with pytest.raises(ValueError, match=r"^X holds values as large as .*can overflow float\d\d.*X / abs\(X\)\.max\(\)$"):
+        GaussianMixture(3).fit(X * big)

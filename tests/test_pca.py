@@ -130,3 +130,26 @@ def test_bad_input(bk, hrng):
     # without whitening it is fine and the extra direction carries (numerically) no variance
     ev = host(PCA(3).fit(flat).explained_variance_)
     assert np.all(np.isfinite(ev)) and ev[2] < tol(bk, 1e-12, 1e-5) * ev[0]
+
+
+def test_data_as_lists_integers_complex_and_huge_values(bk, hrng):
+    """Lists and integer arrays are data (converted); complex numbers are refused by name;
+    finite values whose squares overflow are named as such, not as NaN (issue 16, items 7, 8)."""
+    X = _data(hrng, N=20)
+    ref = host(PCA(2).fit(X).explained_variance_)
+    np.testing.assert_allclose(host(PCA(2).fit(X.tolist()).explained_variance_), ref, rtol=tol(bk, 1e-10, 1e-4))
+    counts = hrng.integers(0, 256, size=(20, 6)).astype(np.uint8)
+    np.testing.assert_allclose(host(PCA(2).fit(counts).explained_variance_),
+                               host(PCA(2).fit(counts.astype(np.float64)).explained_variance_))
+    with pytest.raises(ValueError, match=r"^X must hold real numbers \(float\), got complex128; pass X\.real"):
+        PCA(2).fit(X.astype(np.complex128))
+    pca = PCA(2).fit(X)
+    with pytest.raises(ValueError, match=r"^X must hold real numbers"):
+        pca.transform(X.astype(np.complex128))
+    big = 1e200 if bk.dtype_name == "float64" else 1e30
+    huge = hrng.normal(size=(20, 6)) * big  # was: fitted, with NaN explained_variance_ratio_
+    with pytest.raises(ValueError, match=r"^X holds values as large as .*whose squares, summed 480 at a time "
+                                         r"\(as in a variance\), can overflow float\d\d .*X / abs\(X\)\.max\(\)$"):
+        PCA(2).fit(huge)
+    scaled = PCA(2).fit(huge / np.abs(huge).max())  # the advice works
+    assert np.all(np.isfinite(host(scaled.explained_variance_ratio_)))

@@ -290,3 +290,25 @@ def test_em_convergence_does_not_depend_on_the_units_of_the_data(bk64, hrng):
     n_iter = [m.n_iter_ for m in fits]
     assert all(m.converged_ for m in fits)
     assert max(n_iter) - min(n_iter) <= 1, n_iter  # rounding may move the last step by one
+
+
+@pytest.mark.parametrize("method", ["closed_form", "em"])
+def test_constant_data_are_explained_by_both_methods(bk, method):
+    """EM used to fail with a raw LinAlgError (singular matrix) where the closed form
+    explained itself; both now run the same check on the data before fitting."""
+    failed = PPCA(2, method=method)
+    with pytest.raises(ValueError, match=r"^X has no variance \(every row is the same\): PPCA has nothing to model; "
+                                         r"pass data whose rows differ$"):
+        failed.fit(np.ones((50, 5)))
+    assert not hasattr(failed, "W_")
+
+
+def test_lists_complex_and_huge_values(bk, hrng):
+    X = _data(hrng, N=40)
+    ref = float(PPCA(2).fit(X).score(X))
+    assert float(PPCA(2).fit(X.tolist()).score(X.tolist())) == pytest.approx(ref, rel=tol(bk, 1e-10, 1e-4))
+    with pytest.raises(ValueError, match=r"^X must hold real numbers \(float\), got complex128; pass X\.real"):
+        PPCA(2, method="em").fit(X.astype(np.complex128))
+    big = 1e200 if bk.dtype_name == "float64" else 1e30  # was: "sigma^2 = inf is below what float64 resolves"
+    with pytest.raises(ValueError, match=r"^X holds values as large as .*can overflow float\d\d"):
+        PPCA(2).fit(X * big)

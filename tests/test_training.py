@@ -165,7 +165,7 @@ def test_divergence_from_a_huge_learning_rate_is_named():
     model = VAE(12, hidden=(16,), z_dim=2, likelihood="gaussian", seed=0)
     t = Trainer(model, SGD(1e6), batch_size=32, progress=False, log_every=1)
     with pytest.raises(TrainingDiverged, match="at step"):
-        t.fit(_data() * 50, epochs=5)
+        t.fit(_data(), epochs=5)
 
 
 @pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
@@ -173,7 +173,7 @@ def test_divergence_in_the_first_epoch_says_no_checkpoint_was_written_by_it(tmp_
     model = VAE(12, hidden=(16,), z_dim=2, likelihood="gaussian", seed=0)
     t = Trainer(model, SGD(1e6), batch_size=32, progress=False, log_every=1)
     with pytest.raises(TrainingDiverged, match="this fit wrote no checkpoint"):
-        t.fit(_data() * 50, epochs=5, checkpoint_path=tmp_path / "model.npz")
+        t.fit(_data(), epochs=5, checkpoint_path=tmp_path / "model.npz")
     assert not (tmp_path / "model.npz").exists()
 
 
@@ -382,3 +382,84 @@ def test_the_thread_policy_runs_inside_fit_and_is_recorded(tmp_path):
         assert ck["meta"]["extra"]["threads"]["threads"] == 1
     with pytest.raises(ValueError, match="'auto' or a positive whole number"):
         Trainer(VAE(12, hidden=(8,), z_dim=2), Adam(1e-2), threads=0)
+
+
+# -- issue 16, items 7 and 8: arguments checked before any step, messages that lead somewhere
+
+
+@pytest.mark.parametrize("epochs", [0, -3, 2.7, "3", True, None])
+def test_epochs_must_be_a_positive_integer(epochs):
+    t = _trainer()
+    with pytest.raises(ValueError, match=rf"^epochs must be a positive integer, got {epochs!r}"):
+        t.fit(_data(), epochs=epochs)
+    assert t.step == 0 and t.history == {}
+    assert len(_trainer().fit(_data(), epochs=np.int64(2))["epoch"]) == 2  # NumPy's integers are integers
+
+
+def test_a_bad_checkpoint_path_is_refused_before_any_step(tmp_path):
+    t = _trainer()
+    with pytest.raises(CheckpointError, match=rf"^checkpoint_path {tmp_path} is a folder; pass a file path such as "
+                                              rf"{tmp_path / 'model.npz'}$"):
+        t.fit(_data(), epochs=1, checkpoint_path=tmp_path)
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    with pytest.raises(CheckpointError, match=r"lies under .*notes\.txt, which is a file, not a folder"):
+        t.fit(_data(), epochs=1, checkpoint_path=tmp_path / "notes.txt" / "run" / "model.npz")
+    with pytest.raises(CheckpointError, match=r"checkpoint_path must be a file path such as 'run/model.npz'"):
+        t.fit(_data(), epochs=1, checkpoint_path=3)
+    assert t.step == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    t.fit(_data(), epochs=1, checkpoint_path=tmp_path / "new" / "model.npz")  # a missing folder is made
+    assert (tmp_path / "new" / "model.npz").exists()
+
+
+def test_data_enters_as_arrays_or_lists_and_complex_data_is_refused():
+    x = _data()
+    h_list = _trainer().fit(x.tolist(), x[:32].tolist(), epochs=1)
+    h_array = _trainer().fit(x, x[:32], epochs=1)
+    assert h_list["train_loss"] == pytest.approx(h_array["train_loss"]) and math.isfinite(h_list["val_loss"][0])
+    h_uint8 = _trainer().fit(x.astype(np.uint8), epochs=1)  # 0/1 pixels as uint8: converted
+    assert h_uint8["train_loss"] == pytest.approx(h_array["train_loss"])
+    t = _trainer()
+    with pytest.raises(ValueError, match=r"^x_train must hold real numbers \(float\), got complex128; "
+                                         r"pass x_train\.real \(or abs\(x_train\)\)$"):
+        t.fit(x.astype(np.complex128), epochs=1)
+    with pytest.raises(ValueError, match=r"^x_val must hold real numbers"):
+        t.fit(x, x.astype(np.complex64), epochs=1)
+    assert t.step == 0
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_huge_finite_data_are_not_called_nan(likelihood):
+    t = Trainer(VAE(12, hidden=(8,), z_dim=2, likelihood=likelihood), Adam(), progress=False)
+    message = (r"x_train holds values as large as 1e\+200, whose squares overflow float64" if likelihood == "gaussian"
+               else r"x_train must lie in \[0, 1\] .* run from 1e\+200 to 1e\+200")
+    with backend.using("numpy", dtype="float64"), pytest.raises(ValueError, match=message):
+        t.fit(np.full((20, 12), 1e200), epochs=1)
+    with backend.using("numpy", dtype="float32"), pytest.warns(RuntimeWarning, match="overflow encountered in cast"), \
+            pytest.raises(ValueError, match=r"x_train holds values as large as 1e\+39, beyond the largest float32"):
+        t.fit(np.full((20, 12), 1e39), epochs=1)
+    assert t.step == 0
+
+
+def test_the_advice_for_8bit_pixels_leads_to_a_run_that_trains():
+    """Issue 16, item 8: 0-255 digits. The Bernoulli VAE refuses them saying x / 255; the
+    Gaussian VAE (whose encoder log-variance would overflow: NaN at step 1 in float32)
+    refuses them saying x / 255 or standardize. Each advice, followed, trains."""
+    from scratchvae import datasets
+
+    x255 = np.round(datasets.load("digits").x_train[:400] * 255).astype(np.uint8)
+
+    def fit(likelihood, x):
+        model = VAE(64, hidden=(64,), z_dim=2, likelihood=likelihood, seed=0)
+        return Trainer(model, Adam(lr=1e-3), batch_size=128, progress=False).fit(x, epochs=3)["train_loss"]
+
+    with backend.using("numpy", dtype="float32"):
+        with pytest.raises(ValueError, match=r"run from 0 to 255; .*: pass x_train / 255"):
+            fit("bernoulli", x255)
+        with pytest.raises(ValueError, match=r"x_train has root-mean-square .* too far from unit scale for a Gaussian "
+                                             r"VAE.*x_train / 255 for 8-bit images, else standardize"):
+            fit("gaussian", x255)
+        x = x255.astype(np.float64)
+        for likelihood, fixed in (("bernoulli", x / 255), ("gaussian", x / 255),
+                                  ("gaussian", (x - x.mean(0)) / (x.std(0) + 1e-8))):
+            losses = fit(likelihood, fixed)
+            assert all(math.isfinite(v) for v in losses) and losses[0] > losses[1] > losses[2], (likelihood, losses)

@@ -318,6 +318,58 @@ def test_gaussian_decoder_allows_values_outside_unit_interval(bk):
     assert math.isfinite(float(loss))
 
 
+def test_gaussian_decoder_refuses_data_far_from_unit_scale_saying_how_to_scale(bk):
+    """0-255 pixels: the encoder's log-variance grows with the inputs and exp(logvar)
+    overflows (NaN at step 1 in float32). Refused with the fix, which trains."""
+    m = VAE(4, hidden=(4,), z_dim=2, likelihood="gaussian", seed=0)
+    x255 = np.tile([0.0, 255.0, 128.0, 255.0], (5, 1))
+    for call in (m.loss_and_grads, m.loss, m.elbo, m.log_likelihood, m.check_data):
+        with pytest.raises(ValueError, match=r"^x has root-mean-square 191 \(values up to 255\), too far from unit "
+                                             r"scale for a Gaussian VAE.*: x / 255 for 8-bit images, else standardize"):
+            call(backend.asarray(x255))
+    assert math.isfinite(float(m.loss_and_grads(backend.asarray(x255 / 255))[0]))
+
+
+@pytest.mark.parametrize("beta", [float("nan"), -1.0, float("inf"), "1", True])
+def test_beta_must_be_finite_and_nonnegative_in_loss_and_grads(bk, beta):
+    m = VAE(6, hidden=(5,), z_dim=2, seed=0)
+    x = backend.RNG(0).uniform((3, 6))
+    for objective in ("elbo", "iwae"):
+        with pytest.raises(ValueError, match=r"^beta must be a finite number >= 0 \(the KL weight; 1 is the ELBO\)"):
+            m.loss_and_grads(x, beta=beta, objective=objective)
+    assert math.isfinite(float(m.loss_and_grads(x, beta=0)[0]))
+
+
+def test_every_method_takes_lists_and_numpy_arrays_as_the_trainer_does(bk):
+    """Data enter through checks.as_data everywhere: a list of rows, a NumPy array (any
+    real dtype) and a backend array give the same numbers."""
+    rows = (np.random.default_rng(0).uniform(size=(4, 6)) < 0.5).astype(np.float64)
+    for x in (rows.tolist(), rows.astype(np.uint8), rows.astype(bool), backend.asarray(rows)):
+        m = VAE(6, hidden=(5,), z_dim=2, seed=0)
+        eps = m.rng.normal((1, 4, 2))
+        ref = VAE(6, hidden=(5,), z_dim=2, seed=0)
+        ref.rng.normal((1, 4, 2))
+        loss = float(m.loss_and_grads(x, eps=eps)[0])
+        assert loss == pytest.approx(float(ref.loss_and_grads(backend.asarray(rows), eps=eps)[0]))
+        assert m.encode(x)[0].shape == (4, 2) and m.reconstruct(x).shape == (4, 6)
+        assert m.decode([[0.0, 0.0]]).shape == (1, 6)
+        assert math.isfinite(float(m.loss(x)[0])) and math.isfinite(m.elbo(x)) and math.isfinite(m.log_likelihood(x, k=2))
+        assert m.log_weights(x, k=2).shape == (2, 4) and set(m.score_function_grads(x)) == {
+            k for k in m.params if k.startswith("enc.")}
+        m.check_data(x)
+
+
+def test_complex_data_are_refused_not_computed_with(bk):
+    """Before: loss_and_grads returned a complex loss from complex NumPy data."""
+    m = VAE(6, hidden=(5,), z_dim=2, likelihood="gaussian", seed=0)
+    xc = np.ones((3, 6), dtype=np.complex128)
+    for call in (m.loss_and_grads, m.loss, m.encode, m.reconstruct, m.elbo, m.check_data):
+        with pytest.raises(ValueError, match=r"^x must hold real numbers \(float\), got complex128; pass x\.real"):
+            call(xc)
+    with pytest.raises(ValueError, match=r"^z must hold real numbers"):
+        m.decode(np.ones((1, 2), dtype=np.complex64))
+
+
 def _digits_vae(epochs):
     from scratchvae import datasets
     from scratchvae.training import Trainer

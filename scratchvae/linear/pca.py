@@ -27,18 +27,18 @@ from __future__ import annotations
 
 from array_api_compat import array_namespace
 
-from .. import backend
-from ..checks import check_columns, check_finite, check_ndim, check_positive_int
+from .. import checks
+from ..checks import check_columns, check_finite, check_magnitude, check_ndim, check_positive_int
 
 
 def as_data(X, name: str = "X"):
-    """Host data or a backend array -> a floating (N, D) backend array, checked finite."""
-    X = backend.asarray(X)
-    xp = array_namespace(X)
+    """Host data (a NumPy array, a list of rows) or a backend array -> a real floating
+    (N, D) backend array, checked finite and small enough that its variances (sums of
+    N D squares of centred values, each at most (2 max|x|)^2) fit the dtype."""
+    X = checks.as_data(X, name)
     check_ndim(X, 2, name, "(N, D)")
-    if not xp.isdtype(X.dtype, "real floating"):
-        X = xp.astype(X, backend.current().dtype)
     check_finite(X, name)
+    check_magnitude(X, name, terms=4 * X.shape[0] * X.shape[1])
     return X
 
 

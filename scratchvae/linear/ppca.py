@@ -208,8 +208,15 @@ class PPCA:
                              f"the data span at most N - 1 = {N - 1} directions")
         mean = xp.mean(X, axis=0)
         Xc = X - mean
-        fit = self._fit_closed_form if self.method == "closed_form" else self._fit_em
-        fitted = fit(Xc)  # W_, noise_variance_, history_, n_iter_, converged_
+        lam, Vt = self._spectrum(Xc)  # eigenvalues (descending) and eigenvectors of S
+        floor = self._floor(Xc, lam[0])
+        # Both methods climb to the closed-form sigma^2 = mean(lambda_{q+1..p}): data that
+        # make it 0 (an unbounded likelihood) are refused here, before either runs.
+        self._check_sigma2(xp.sum(lam[q:]) / (p - q), floor)
+        if self.method == "closed_form":
+            fitted = self._fit_closed_form(Xc, lam, Vt)  # W_, noise_variance_, history_, n_iter_, converged_
+        else:
+            fitted = self._fit_em(Xc, floor)
         U = xp.linalg.svd(fitted["W_"], full_matrices=False)[0]  # orthonormal basis of span(W)
         # Only now, with nothing left to fail, the attributes: a fit that raised leaves the
         # model as it was (unfitted, or the previous fit), never half of each.
@@ -228,6 +235,9 @@ class PPCA:
     def _check_sigma2(self, sigma2, floor: float):
         if float(sigma2) > floor:
             return
+        if floor == 0.0:  # lambda_1 = 0
+            raise ValueError("X has no variance (every row is the same): PPCA has nothing to model; "
+                             "pass data whose rows differ")
         xp = array_namespace(sigma2)
         finfo = xp.finfo(sigma2.dtype)
         dtype, q = f"float{finfo.bits}", self.n_components
@@ -243,17 +253,21 @@ class PPCA:
                     f"n_components={q}, so the PPCA likelihood is unbounded; use fewer components (or PCA)")
         raise ValueError(msg)
 
-    def _fit_closed_form(self, Xc) -> dict:
+    @staticmethod
+    def _spectrum(Xc):
+        """The eigenvalues lambda (descending) and eigenvectors (the rows of Vt) of
+        S = Xc'Xc / N, from the SVD Xc = U diag(s) V': S = V diag(s^2 / N) V'. The SVD
+        never forms S, whose rounding would blur every eigenvalue below eps lambda_1;
+        from s, lambda_i is good to about eps^2 lambda_1."""
+        _, s, Vt = array_namespace(Xc).linalg.svd(Xc, full_matrices=False)  # min(N, p) of them
+        return s * s / Xc.shape[0], Vt                    # lambda_i (the rest, if N < p, are 0)
+
+    def _fit_closed_form(self, Xc, lam, Vt) -> dict:
+        """Tipping & Bishop's closed form, from the spectrum of S (``_spectrum``)."""
         xp = array_namespace(Xc)
-        N, p = Xc.shape
+        p = Xc.shape[1]
         q = self.n_components
-        # The eigenvalues and eigenvectors of S = Xc'Xc / N from the SVD Xc = U diag(s) V':
-        # S = V diag(s^2 / N) V'. The SVD never forms S, whose rounding would blur every
-        # eigenvalue below eps lambda_1; from s, lambda_i is good to about eps^2 lambda_1.
-        _, s, Vt = xp.linalg.svd(Xc, full_matrices=False)  # descending; min(N, p) of them
-        lam = s * s / N                                    # lambda_i (the rest, if N < p, are 0)
         sigma2 = xp.sum(lam[q:]) / (p - q)                 # sigma^2: mean of the p - q discarded
-        self._check_sigma2(sigma2, self._floor(Xc, lam[0]))
         Uq = fix_signs(Vt[:q, :]).T                        # (p, q) top-q eigenvectors
         scale = xp.sqrt(xp.clip(lam[:q] - sigma2, 0.0, None))  # (Lambda_q - sigma^2 I)^{1/2}
         W = Uq * scale[None, :]                            # R = I: L6 (4)'s W*, the linear VAE's optimum
@@ -291,10 +305,10 @@ class PPCA:
             sigma2 = var
         return W, sigma2
 
-    def _fit_em(self, Xc) -> dict:
+    def _fit_em(self, Xc, floor: float) -> dict:
+        """EM from ``_init_em``; ``floor``: the smallest sigma^2 this dtype resolves."""
         xp = array_namespace(Xc)
         N, p = Xc.shape
-        floor = self._floor(Xc, xp.max(xp.linalg.eigvalsh(Xc.T @ Xc / N)))  # lambda_1
         W, sigma2 = self._init_em(Xc)
         hist = {"log_likelihood": [], "elbo": [], "step": []}
         logp, m, M = ppca_log_likelihood(Xc, W, sigma2)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .. import backend
-from ..checks import check_columns, check_data, check_finite, check_ndim, check_positive_int, check_same_shape
+from ..checks import as_data, check_columns, check_data, check_finite, check_ndim, check_positive_int, check_same_shape
 from ..layers import flatten, mlp, sigmoid
 from ..losses import bernoulli_nll, mse
 from ..model import Model
@@ -53,31 +53,39 @@ class AutoencoderBase(Model):
         self.noise_level = check_corruption(corruption, noise_level, self.image_shape, x_dim)
         self.rng = backend.RNG(seed)  # builds the weights, then draws the corruption noise
 
-    def _check_x(self, x, name: str = "x") -> None:
+    def _check_x(self, x, name: str = "x"):
+        """x (an array or a list of rows) on the backend, in its float dtype, checked (N, D)."""
+        x = as_data(x, name)
         check_ndim(x, 2, name, "(N, D)")
         check_columns(x, self.x_dim, name, repr(self))
+        return x
 
     def check_data(self, x, name: str = "x") -> None:
-        """All checks of a data set, once (the trainer calls this before fitting)."""
+        """All checks of a data set, once (the trainer calls this before fitting); x may
+        be a NumPy array or a list of rows (every method converts with ``checks.as_data``)."""
         check_data(x, self.x_dim, repr(self), unit_interval=self.loss_kind == "bernoulli", name=name)
 
-    def _check_h(self, h) -> None:
+    def _check_h(self, h):
+        h = as_data(h, "h")
         check_ndim(h, 2, "h", "(N, K)")
         check_columns(h, self.z_dim, "h", f"the decoder of {self!r}")
+        return h
 
     def _target(self, x, target, check: bool):
-        """Validate x (and target) and return the target: x itself when None."""
-        self._check_x(x)
+        """Validate x (and target) and return them on the backend: (x, target), the
+        target x itself when None."""
+        x = self._check_x(x)
         if target is None:
-            return x  # the loss checks it for NaN
+            return x, x  # the loss checks it for NaN
+        target = as_data(target, "target")
         check_same_shape(target, x, "target", "x")
         if check:
             check_finite(x, "x")
-        return target
+        return x, target
 
     def _prepare(self, x, target, check: bool):
         """Validate x and return (encoder input, target): x~ = corrupt(x) or x, and x."""
-        target = self._target(x, target, check)
+        x, target = self._target(x, target, check)
         x_in = x
         if self.corruption is not None:
             x_in = corrupt(x, self.corruption, self.noise_level, self.rng, self.image_shape)  # L3 (5) x~ ~ C(x~ | x)
@@ -96,7 +104,7 @@ class AutoencoderBase(Model):
         Inputs: x: (N, D); target: (N, D) or None for x.
         Returns: (loss, {"rec": loss}), 0-d arrays, as loss_and_grads.
         """
-        target = self._target(x, target, check)
+        x, target = self._target(x, target, check)
         value, _ = self._rec_loss(self._decoder_out(self.encode(x)), target, check)
         return value, {"rec": value}
 
@@ -112,7 +120,7 @@ class AutoencoderBase(Model):
         Inputs:  h: (N, K).
         Returns: x_hat: (N, D); sigmoid(logits) for loss="bernoulli".
         """
-        self._check_h(h)
+        h = self._check_h(h)
         out = self._decoder_out(h)
         return sigmoid(out) if self.loss_kind == "bernoulli" else out
 
@@ -166,8 +174,7 @@ class Autoencoder(AutoencoderBase):
 
     def encode(self, x):
         """h = enc(x). x: (N, D) -> h: (N, K)."""
-        self._check_x(x)
-        return self.enc.forward(x)
+        return self.enc.forward(self._check_x(x))
 
     def _decoder_out(self, h):
         return self.dec.forward(h)

@@ -19,15 +19,14 @@ from __future__ import annotations
 
 from array_api_compat import array_namespace
 
-from .. import backend
 from ..arrays import batch_slices
-from ..checks import check_positive_int
+from ..checks import as_data, check_positive_int
 from ..losses import kl_std_normal
 
 
 def _posterior(model, x, y, batch_size: int):
     """mu, logvar (N, Q) of q(z | x) over the whole data set, in batches."""
-    x = backend.asarray(x)
+    x = as_data(x)
     model.check_data(x) if y is None else model.check_data(x, y=y)
     batch_size = check_positive_int(batch_size, "batch_size")
     mus, logvars = [], []

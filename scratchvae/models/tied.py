@@ -69,8 +69,7 @@ class TiedAutoencoder(AutoencoderBase):
 
     def encode(self, x):
         """h = g(x W + b_enc). x: (N, D) -> h: (N, K)."""
-        self._check_x(x)
-        return self._encoder_out(x)
+        return self._encoder_out(self._check_x(x))
 
     def _decoder_out(self, h):
         out = h @ self.params["W"].T  # x_hat = h W^T          (N, D)

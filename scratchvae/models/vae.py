@@ -34,7 +34,7 @@ from array_api_compat import array_namespace
 
 from .. import backend
 from ..arrays import batch_slices, logsumexp, unbroadcast
-from ..checks import check_data, check_positive_int
+from ..checks import as_data, check_beta, check_data, check_positive_int
 from ..densities import bernoulli_log_prob, gaussian_log_prob, std_normal_log_prob
 from .. import layers
 from ..layers import Dense, Sequential, flatten, sigmoid
@@ -152,9 +152,11 @@ class VAE(Model):
 
     def check_data(self, x, name: str = "x", y=None) -> None:
         """All checks of a data set, once (the trainer calls this before fitting): x,
-        and for a conditional VAE its labels y (an unconditional one refuses them)."""
+        and for a conditional VAE its labels y (an unconditional one refuses them). x may
+        be a NumPy array or a list of rows: every method converts it (``checks.as_data``)."""
+        x = as_data(x, name)
         check_data(x, self.x_dim, f"this VAE (x_dim={self.x_dim})", unit_interval=self.likelihood == "bernoulli",
-                   name=name)
+                   name=name, unit_scale=self.likelihood == "gaussian")
         self._one_hot(y, x.shape[0], name=name)
 
     def _one_hot(self, y, n: int, check: bool = True, name: str = "x"):
@@ -178,6 +180,7 @@ class VAE(Model):
         """q_phi(z | x) of L5 (2): x (N, D) -> mu (N, K), logvar (N, K). It stands in for
         the posterior p_theta(z | x), which the nonlinear decoder makes intractable, L4 (11).
         A conditional VAE's encoder is q_phi(z | x, y) of L7 (8): pass the labels y (N,)."""
+        x = as_data(x)
         return self._encode(x, self._one_hot(y, x.shape[0]))
 
     def _encode(self, x, c):
@@ -187,6 +190,7 @@ class VAE(Model):
     def decode(self, z, y=None):
         """z (M, K) -> decoder output (M, D): logits (Bernoulli) or mean (Gaussian); a
         conditional VAE's decoder p_theta(x | z, y) of L7 (8) takes the labels y (M,)."""
+        z = as_data(z, "z")
         return self._decode(z, self._one_hot(y, z.shape[0]))
 
     def _decode(self, zc, c):
@@ -198,6 +202,7 @@ class VAE(Model):
 
     def reconstruct(self, x, y=None):
         """E[x | z = mu(x)]: the decoded posterior mean, for pictures (N, D)."""
+        x = as_data(x)
         c = self._one_hot(y, x.shape[0])
         mu, _ = self._encode(x, c)
         return self.mean_image(self._decode(mu, c))
@@ -272,17 +277,18 @@ class VAE(Model):
         1/L, L5 (8); the work is done by ``_loss_and_grads``, group by group.
 
         Inputs:
-        - x: (N, D) batch.
+        - x: (N, D) batch (a backend array; a NumPy array or a list of rows is converted).
         - n_samples: L, samples of z per example; the estimate averages over them (the
           IWAE's k).
         - eps: optional (L, N, K) noise, to hold it fixed (tests, lessons); drawn from
           self.rng if None.
-        - beta: weight of the KL, L7 (1) (KL warm-up, L7 (2)); beta = 1 is the ELBO.
+        - beta: weight of the KL, L7 (1) (KL warm-up, L7 (2)), a finite number >= 0;
+          beta = 1 is the ELBO.
         - objective: "elbo" (the KL in closed form, L5 (5)), "elbo_mc" (the Monte-Carlo
           ELBO, log p(x, z) - log q(z | x) per sample) or "iwae" (the importance-weighted
           bound L5 (10) with k = n_samples), L7 (5); see scratchvae.models.objectives.
         - y: (N,) labels 0..C-1, for a conditional VAE (n_classes=C) only.
-        - check: validate x (shape, NaN, range for Bernoulli) and y.
+        - check: validate x (shape, NaN, range for Bernoulli, scale for Gaussian) and y.
         - max_floats: bounded memory: the batch is worked in groups of examples of at
           most this many decoder outputs (L N rows of D), their gradients combined.
         Returns:
@@ -292,7 +298,8 @@ class VAE(Model):
           and "neg_iwae" for "iwae"; "elbo_mc" and "iwae" estimate the KL by Monte Carlo.
         Fills model.grads with d loss / d param (overwriting what they held).
         """
-        objective = check_objective(objective)
+        objective, beta = check_objective(objective), check_beta(beta)
+        x = as_data(x)  # a backend array passes as it is
         if check:
             self.check_data(x, y=y)
         c = self._one_hot(y, x.shape[0], check=False)
@@ -373,6 +380,7 @@ class VAE(Model):
         Returns (loss, stats) like loss_and_grads with beta = 1.
         """
         objective = check_objective(objective)
+        x = as_data(x)
         if check:
             self.check_data(x, y=y)
         c = self._one_hot(y, x.shape[0], check=False)
@@ -395,7 +403,7 @@ class VAE(Model):
     def elbo(self, x, n_samples: int = 1, batch_size: int = 1000, y=None) -> float:
         """Mean ELBO per example (nats), sampled with L = n_samples (not z = mu: the ELBO
         is an expectation over q, and its value at the mean is a different number)."""
-        x = backend.asarray(x)
+        x = as_data(x)
         self.check_data(x, y=y)
         y = None if y is None else as_labels(y, x.shape[0], self.n_classes)
         batch_size = check_positive_int(batch_size, "batch_size")
@@ -416,6 +424,7 @@ class VAE(Model):
 
         Inputs: x (N, D); k samples per example; y (N,) labels or None. Returns (k, N).
         """
+        x = as_data(x)
         xp = array_namespace(x)
         mu, logvar, z, _, out, x_rep = self._forward(x, self._noise(x, k), self._one_hot(y, x.shape[0]))
         log_px_z = xp.reshape(self._log_px_given_z(out, x_rep), (k, x.shape[0]))  # (k, N)
@@ -437,7 +446,7 @@ class VAE(Model):
         Returns the mean over examples as a float, or with ``reduce=False`` the (N,)
         array of per-example estimates.
         """
-        x = backend.asarray(x)
+        x = as_data(x)
         self.check_data(x, y=y)
         y = None if y is None else as_labels(y, x.shape[0], self.n_classes)
         k, batch_size = check_positive_int(k, "k"), check_positive_int(batch_size, "batch_size")
@@ -472,6 +481,7 @@ class VAE(Model):
         is left as it was, so a gradient from loss_and_grads survives this call.
         A conditional VAE takes the labels y.
         """
+        x = as_data(x)
         self.check_data(x, y=y)
         xp = array_namespace(x)
         eps = self._noise(x, n_samples, eps)
