@@ -84,6 +84,32 @@ def save(path, model, optimizer=None, rngs: dict | None = None, extra: dict | No
     return path
 
 
+def check_target(path, name: str = "path") -> None:
+    """Raise CheckpointError unless ``path`` names a file a checkpoint can be written to:
+    not a folder, in a folder that is writable or can be made (``save`` makes it). For a
+    caller that writes later (the Trainer, after its first epoch) to fail now."""
+    if not isinstance(path, (str, os.PathLike)) or str(path) == "":
+        raise CheckpointError(f"{name} must be a file path such as 'run/model.npz' "
+                              f"(or None for no checkpoints), got {path!r}")
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{name} {path} is a folder; pass a file path such as {path / 'model.npz'}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # the nearest folder that exists
+        folder = folder.parent
+    if not folder.is_dir():
+        raise CheckpointError(f"{name} {path} lies under {folder}, which is a file, not a folder; "
+                              "pass a path in a folder")
+    try:
+        if folder == path.parent:
+            tempfile.TemporaryFile(dir=folder).close()  # the one sure test: make a file there, then drop it
+        elif not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        raise CheckpointError(f"{name} {path} cannot be written: {folder} is not writable "
+                              f"({exc.strerror}); choose a writable folder") from None
+
+
 def _series_array(name: str, values) -> np.ndarray:
     """A list of numbers as an array that gives the same list back: int64 where every
     entry is an int, else float64 (None as NaN)."""

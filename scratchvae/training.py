@@ -18,7 +18,9 @@ What it adds to the bare loop ``loss_and_grads`` + ``opt.step``:
 - a tqdm progress bar with the running loss (``progress=False`` turns it off;
   TQDM_DISABLE does not reach notebook widgets);
 - a callback ``callback(trainer, record)`` after every epoch;
-- checkpoints after every epoch, and ``Trainer.resume(path, optimizer)`` (pass a fresh
+- checkpoints after every epoch while saving is cheap (``checkpoint_every``: never more
+  than about a tenth of the run; the history is stored as arrays), and
+  ``Trainer.resume(path, optimizer)`` (pass a fresh
   optimizer of the saved class) that continues exactly: k epochs, save, resume, m more
   == k + m epochs, bit for bit.
 - a NaN or inf loss (or losses too large to sum) stops training with a message naming
@@ -34,10 +36,7 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
-import tempfile
 import time
-from pathlib import Path
 
 from array_api_compat import array_namespace
 
@@ -46,6 +45,9 @@ from .threads import ThreadPolicy
 from . import kernels as kernels_module
 from .arrays import batch_slices
 from .checks import as_data, check_beta, check_positive_int
+
+
+SAVE_SPACING = 10  # checkpoint_every="auto": at most about 1/10 of a run goes to saving
 
 
 class TrainingDiverged(FloatingPointError):
@@ -165,27 +167,34 @@ class Trainer:
     # ---- epochs ------------------------------------------------------------------
 
     def fit(self, x_train, x_val=None, epochs: int = 10, checkpoint_path=None, y_train=None,
-            y_val=None) -> dict:
+            y_val=None, checkpoint_every="auto") -> dict:
         """Train for ``epochs`` more epochs. Returns the history (a dict of lists).
 
         ``x_train``, ``x_val``: (N, D) data, a backend array, a NumPy array or a list of
         rows. ``epochs``: a positive integer. ``checkpoint_path``: a file (e.g.
-        "run/model.npz", written after every epoch; its folder is made if missing), or None.
+        "run/model.npz"; its folder is made if missing), or None. ``checkpoint_every``:
+        save after every k-th epoch (k an integer), or "auto": after an epoch once the time
+        since the last save is at least SAVE_SPACING times what that save took, so saving
+        costs at most about 1/SAVE_SPACING of the run (every epoch while a save is cheap;
+        sparser as a long history makes it dear). The first and the last epoch of a fit
+        are always saved.
         ``y_train`` and ``y_val``: the labels (one integer per row) of x_train and x_val,
         for a model whose loss_and_grads takes y (a conditional VAE); each batch's labels
         go with its rows. Every argument is checked before the first step.
         """
         epochs = check_positive_int(epochs, "epochs")
+        if checkpoint_every != "auto":
+            checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every (or 'auto')")
         if checkpoint_path is not None:
-            _check_checkpoint_path(checkpoint_path)
+            checkpoint.check_target(checkpoint_path, "checkpoint_path")
         if x_val is None and y_val is not None:
             raise ValueError("y_val was given without x_val; pass the validation images too, or leave y_val out")
         X, Y = self._prepare(x_train, "x_train", y_train)
         V, YV = self._prepare(x_val, "x_val", y_val) if x_val is not None else (None, None)
         with self.thread_policy.limits():
-            return self._fit(X, Y, V, YV, epochs, checkpoint_path)
+            return self._fit(X, Y, V, YV, epochs, checkpoint_path, checkpoint_every)
 
-    def _fit(self, X, Y, V, YV, epochs, checkpoint_path) -> dict:
+    def _fit(self, X, Y, V, YV, epochs, checkpoint_path, checkpoint_every) -> dict:
         """fit's epochs, inside the thread policy's limits."""
         from tqdm.auto import tqdm
 
@@ -194,8 +203,9 @@ class Trainer:
         batches = batch_slices(N, self.batch_size)
         steps_per_epoch = len(batches)
         policy = self.thread_policy
-        saved = None  # the checkpoint written by this call, once an epoch has ended well
-        for _ in range(int(epochs)):
+        saved, saved_epoch = None, 0  # the checkpoint written by this call (once an epoch has ended well)
+        saved_at, save_cost = 0.0, 0.0  # when the last save ended, and what it took (seconds)
+        for e in range(epochs):
             t0 = time.perf_counter()
             perm = self.rng.permutation(N)
             sums = None  # device-side sums over the epoch of loss * rows (and each stat * rows)
@@ -238,7 +248,7 @@ class Trainer:
                 raise TrainingDiverged(
                     f"the loss {what} step {bad} (epoch {self.epoch + 1}); "
                     "training stopped. Lower the learning rate or check the data"
-                    + (f"; the last good checkpoint is {saved}" if saved else
+                    + (f"; the last good checkpoint is {saved} (epoch {saved_epoch})" if saved else
                        "; this fit wrote no checkpoint (it diverged in its first epoch)"
                        if checkpoint_path else "")
                 )
@@ -249,9 +259,14 @@ class Trainer:
                 record.update({f"val_{k}": v for k, v in self.evaluate(V, y=YV, **self._eval_options()).items()})
             for k, v in record.items():
                 self.history.setdefault(k, []).append(v)
-            if checkpoint_path is not None:
+            if checkpoint_path is not None and (
+                    saved is None or e == epochs - 1 or
+                    (self.epoch % checkpoint_every == 0 if checkpoint_every != "auto" else
+                     time.perf_counter() - saved_at >= SAVE_SPACING * save_cost)):
+                t_save = time.perf_counter()
                 self.save(checkpoint_path)
-                saved = checkpoint_path
+                saved, saved_epoch, saved_at = checkpoint_path, self.epoch, time.perf_counter()
+                save_cost = saved_at - t_save
             if self.callback is not None:
                 self.callback(self, record)
         return self.history
@@ -290,13 +305,14 @@ class Trainer:
 
     def save(self, path) -> None:
         """Checkpoint the model, optimizer, both RNGs, step, epoch and history."""
-        extra = {**self.extra, "step": self.step, "epoch": self.epoch, "history": self.history,
+        extra = {**self.extra, "step": self.step, "epoch": self.epoch,
                  "trainer": {"batch_size": self.batch_size, "n_samples": self.n_samples,
                              "kl_warmup": self.kl_warmup, "beta": self.beta_max, "binarize": self.binarize,
                              "objective": self.objective, "threads": self.thread_policy.setting,
                              "seed": self.seed, "log_every": self.log_every},
                  "threads": self.thread_policy.record_dict()}
-        checkpoint.save(path, self.model, optimizer=self.optimizer, rngs={"trainer": self.rng}, extra=extra)
+        checkpoint.save(path, self.model, optimizer=self.optimizer, rngs={"trainer": self.rng}, extra=extra,
+                        series=self.history)  # binary arrays: a long history stays cheap to write
 
     @classmethod
     def resume(cls, path, optimizer, progress: bool = True, callback=None, kernels: bool | None = None) -> "Trainer":
@@ -312,36 +328,10 @@ class Trainer:
         checkpoint.restore_optimizer(optimizer, ck, path)
         t = cls(model, optimizer, progress=progress, callback=callback, kernels=kernels, **extra["trainer"])
         t.rng.set_state(ck["meta"]["rng_states"]["trainer"])
-        t.step, t.epoch, t.history = extra["step"], extra["epoch"], extra["history"]
+        t.step, t.epoch = extra["step"], extra["epoch"]
+        t.history = extra["history"] if "history" in extra else ck["series"]  # JSON before 0.2
         t.extra = {k: v for k, v in extra.items() if k not in ("step", "epoch", "history", "trainer", "threads")}
         return t
-
-
-def _check_checkpoint_path(path) -> None:
-    """Raise CheckpointError, before any step, unless ``path`` names a file that a
-    checkpoint can be written to: not a folder, in a folder that exists and is writable
-    or can be made (save makes it)."""
-    if not isinstance(path, (str, os.PathLike)) or str(path) == "":
-        raise checkpoint.CheckpointError(f"checkpoint_path must be a file path such as 'run/model.npz' "
-                                         f"(or None for no checkpoints), got {path!r}")
-    path = Path(path)
-    if path.is_dir():
-        raise checkpoint.CheckpointError(f"checkpoint_path {path} is a folder; pass a file path such as "
-                                         f"{path / 'model.npz'}")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:  # the nearest folder that exists
-        folder = folder.parent
-    if not folder.is_dir():
-        raise checkpoint.CheckpointError(f"checkpoint_path {path} lies under {folder}, which is a file, not a "
-                                         "folder; pass a path in a folder")
-    try:
-        if folder == path.parent:
-            tempfile.TemporaryFile(dir=folder).close()  # the one sure test: make a file there, then drop it
-        elif not os.access(folder, os.W_OK | os.X_OK):
-            raise PermissionError(13, "Permission denied")
-    except OSError as exc:
-        raise checkpoint.CheckpointError(f"checkpoint_path {path} cannot be written: {folder} is not writable "
-                                         f"({exc.strerror}); choose a writable folder") from None
 
 
 def _largest_product(model, rows: int) -> float:

@@ -463,3 +463,60 @@ def test_the_advice_for_8bit_pixels_leads_to_a_run_that_trains():
                                   ("gaussian", (x - x.mean(0)) / (x.std(0) + 1e-8))):
             losses = fit(likelihood, fixed)
             assert all(math.isfinite(v) for v in losses) and losses[0] > losses[1] > losses[2], (likelihood, losses)
+
+
+@pytest.mark.parametrize("every, saved", [(1, list(range(1, 11))), (3, [1, 3, 6, 9, 10]), ("auto", [1, 10])])
+def test_checkpoint_cadence(tmp_path, monkeypatch, every, saved):
+    """checkpoint_every=k saves every k-th epoch; "auto" spaces saves so that saving takes at
+    most about 1/SAVE_SPACING of the run (here a save is made to cost 40 ms, far more than an
+    epoch, so only the first and the last epoch are saved); both always save the first and
+    the last epoch of a fit."""
+    import time
+
+    epochs = []
+    real_save = Trainer.save
+
+    def slow_save(self, path):
+        real_save(self, path)
+        time.sleep(0.04)
+        epochs.append(self.epoch)
+
+    monkeypatch.setattr(Trainer, "save", slow_save)
+    t = _trainer()
+    t.fit(_data(n=32), epochs=10, checkpoint_path=tmp_path / "ck.npz", checkpoint_every=every)
+    assert epochs == saved
+    assert Trainer.resume(tmp_path / "ck.npz", Adam(1e-2), progress=False).epoch == 10
+
+
+@pytest.mark.parametrize("every", [0, -1, 2.5, "sometimes", True])
+def test_checkpoint_every_is_a_positive_integer_or_auto(tmp_path, every):
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        _trainer().fit(_data(), epochs=1, checkpoint_path=tmp_path / "ck.npz", checkpoint_every=every)
+    assert not (tmp_path / "ck.npz").exists()
+
+
+def test_a_long_history_is_cheap_to_save_and_comes_back_exactly(tmp_path):
+    """The history is stored as arrays, not JSON: 100,000 epochs of 10 series is 8 MB of
+    numbers, and it comes back as the same lists (ints as ints)."""
+    t = _trainer()
+    t.fit(_data(), epochs=1)
+    n = 100_000
+    rng = np.random.default_rng(0)
+    t.history = {k: (list(range(1, n + 1)) if k == "epoch" else rng.normal(size=n).tolist()) for k in t.history}
+    t.epoch = n
+    t.save(tmp_path / "ck.npz")
+    size = (tmp_path / "ck.npz").stat().st_size
+    assert size < 9 * 8 * n * len(t.history) / 8  # about 8 bytes a number (JSON text took 66 MB)
+    back = Trainer.resume(tmp_path / "ck.npz", Adam(1e-2), progress=False)
+    assert back.history == t.history and type(back.history["epoch"][0]) is int
+
+
+def test_resume_refuses_an_optimizer_setting_it_would_drop(tmp_path):
+    t = _trainer()  # Adam(1e-2)
+    t.fit(_data(), epochs=1, checkpoint_path=tmp_path / "ck.npz")
+    with pytest.raises(CheckpointError, match=r"lr=0\.01, but the Adam passed has lr=0\.5"):
+        Trainer.resume(tmp_path / "ck.npz", Adam(lr=0.5))
+    resumed = Trainer.resume(tmp_path / "ck.npz", Adam(), progress=False)  # a fresh one takes the run's
+    resumed.optimizer.lr = 0.5  # ... and a change made on purpose is honoured
+    resumed.fit(_data(), epochs=1)
+    assert resumed.optimizer.lr == 0.5
