@@ -456,3 +456,26 @@ def test_stale_temporary_files_are_cleaned(tmp_path):
     (tmp_path / ".model.npz.def456.tmp").write_bytes(b"")
     assert cli.main(["train", "--resume", str(tmp_path), "--epochs", "2"]) == 0
     assert not (tmp_path / ".model.npz.def456.tmp").exists()
+
+
+def test_an_interrupt_while_the_results_are_written_is_resumed_to_them(tmp_path, capsys, monkeypatch):
+    """Ctrl-C after the last epoch, while the figures are drawn: --resume trains nothing more
+    and writes what was missing (metrics.json, written last, marks a finished run)."""
+    from scratchvae.cli import train as train_command
+
+    real = train_command.figures
+
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_command, "figures", interrupted)
+    assert cli.main(["train", "--out", str(tmp_path), *TINY, "--epochs", "2"]) == 130
+    assert f"--resume {tmp_path}" in capsys.readouterr().err and not (tmp_path / "metrics.json").exists()
+    monkeypatch.setattr(train_command, "figures", real)
+    trained = (tmp_path / "model.npz").read_bytes()
+    assert cli.main(["train", "--resume", str(tmp_path)]) == 0
+    assert "its epochs are trained; writing its metrics and figures" in capsys.readouterr().out
+    assert (tmp_path / "model.npz").read_bytes() == trained  # no epoch more
+    for name in FILES:
+        assert (tmp_path / name).is_file(), name
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 2

@@ -72,7 +72,8 @@ def train(args) -> int:
         stale.unlink(missing_ok=True)  # left by a run that was killed while writing
     start = trainer.epoch
     print(f"scratchvae {__version__}: {ds!r} on {b.name} ({b.device}, {b.dtype_name}); "
-          + (f"resuming {out}/ after epoch {start} of {args.epochs}" if saved else f"output in {out}/"))
+          + (f"output in {out}/" if not saved else f"resuming {out}/ after epoch {start} of {args.epochs}"
+             + ("" if start < args.epochs else ": its epochs are trained; writing its metrics and figures")))
     trainer.extra = {"data": {"name": ds.name, "split_seed": args.seed, "binarize": args.binarize,
                               "data_dir": args.data_dir, "image_shape": list(ds.image_shape)}}
     config = {"version": __version__,
@@ -98,8 +99,11 @@ def train(args) -> int:
     # a run that fails before it leaves the earlier run's pair, one that fails later its own
     trainer.callback = after_epoch
     t0 = time.perf_counter()
-    history = trainer.fit(ds.x_train, ds.x_val, epochs=args.epochs - start, checkpoint_path=out / "model.npz",
-                          y_train=labels_of(model, ds, "train"), y_val=labels_of(model, ds, "val"))
+    if args.epochs > start:
+        history = trainer.fit(ds.x_train, ds.x_val, epochs=args.epochs - start, checkpoint_path=out / "model.npz",
+                              y_train=labels_of(model, ds, "train"), y_val=labels_of(model, ds, "val"))
+    else:  # every epoch was trained, but an interrupt came while the results were written
+        history = trainer.history
     epochs_bar.close()
     train_time = time.perf_counter() - t0
     write_atomic(out / "history.csv", history_csv(history))
@@ -107,8 +111,9 @@ def train(args) -> int:
     metrics = run_metrics(model, trainer, ds, args.iwae_k, args.eval_samples)
     metrics.update({"time_per_epoch_s": float(np.mean(history["time"])), "train_time_s": train_time,
                     "epochs": trainer.epoch, "backend": b.name, "device": str(b.device), "dtype": b.dtype_name})
-    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    written = ["model.npz", "config.json", "history.csv", "metrics.json", *figures(model, ds, history, out, args.seed)]
+    drawn = figures(model, ds, history, out, args.seed)
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")  # last: it marks a finished run
+    written = ["model.npz", "config.json", "history.csv", "metrics.json", *drawn]
     print(f"test: negative ELBO {metrics['test']['neg_elbo']:.2f} nats "
           f"(rec {metrics['test']['rec']:.2f} + KL {metrics['test']['kl']:.2f}), "
           f"IWAE (k={args.iwae_k}) -log p(x{' | y' if args.conditional else ''}) ~ {metrics['test_nll_iwae']:.2f}, "
