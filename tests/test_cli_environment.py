@@ -155,3 +155,12 @@ def test_a_model_too_large_for_memory_is_refused_before_allocating(tmp_path, cap
     err = _error(capsys, ["train", "--hidden", "100000", "100000", "--out", str(tmp_path / "big"), "--quiet"])
     assert "billion weights" in err and "choose smaller --hidden sizes" in err
     assert not (tmp_path / "big").exists()
+
+
+def test_a_refused_figure_option_makes_no_folder(run, tmp_path, capsys):
+    ck = str(run / "model.npz")
+    err = _error(capsys, ["sample", ck, "--label", "3", "--out", str(tmp_path / "new" / "s.png")])
+    assert "leave --label out" in err
+    with pytest.raises(SystemExit):
+        cli.main(["reconstruct", ck, "--n", "101", "--out", str(tmp_path / "new" / "r.png")])
+    assert not (tmp_path / "new").exists()

@@ -51,14 +51,14 @@ def sample(args) -> int:
     model, data = load_vae(args)
     model.rng = backend.RNG(args.seed)
     shape = tuple(data["image_shape"]) if data and "image_shape" in data else dataset_of(data, args).image_shape
-    label = "" if args.label is None else f"-label{args.label}"
-    out = figure_path(args, f"samples{label}-seed{args.seed}-n{args.n}.png")
-    writable(out.parent)
     if args.label is not None and model.n_classes is None:
         raise UserError(f"--label applies to a conditional VAE (`scratchvae train --conditional`); "
                         f"{args.checkpoint} holds an unconditional one: leave --label out")
     if args.label is not None and args.label >= model.n_classes:
         raise UserError(f"--label {args.label}: this VAE knows classes 0..{model.n_classes - 1}")
+    label = "" if args.label is None else f"-label{args.label}"
+    out = figure_path(args, f"samples{label}-seed{args.seed}-n{args.n}.png")
+    writable(out.parent)  # made only now: a refused option leaves nothing behind
     nrow = math.ceil(args.n ** 0.5)
     if model.n_classes is not None and args.label is None:  # a row per class
         class_figure(model, shape, max(1, args.n // model.n_classes), out)
@@ -73,11 +73,11 @@ def sample(args) -> int:
 def reconstruct(args) -> int:
     model, data = load_vae(args)
     ds = dataset_of(data, args)
-    out = figure_path(args, f"reconstructions-n{args.n}.png")
-    writable(out.parent)
     if args.n > len(ds.x_test):
         raise UserError(f"--n {args.n}: the test set of {ds.name} holds {len(ds.x_test)} images; "
                         f"give --n {len(ds.x_test)} or fewer")
+    out = figure_path(args, f"reconstructions-n{args.n}.png")
+    writable(out.parent)  # made only now: a refused option leaves nothing behind
     reconstruction_figure(model, ds, out, n=args.n)
     print(f"wrote {out}")
     return 0
