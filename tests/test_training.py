@@ -520,3 +520,15 @@ def test_resume_refuses_an_optimizer_setting_it_would_drop(tmp_path):
     resumed.optimizer.lr = 0.5  # ... and a change made on purpose is honoured
     resumed.fit(_data(), epochs=1)
     assert resumed.optimizer.lr == 0.5
+
+
+def test_a_checkpoint_with_its_history_in_json_still_resumes(tmp_path):
+    """Checkpoints written before 0.2 kept the history in the JSON meta record."""
+    t = _trainer()
+    t.fit(_data(), epochs=2, checkpoint_path=tmp_path / "ck.npz")
+    ck = checkpoint.read(tmp_path / "ck.npz")
+    extra = {**ck["meta"]["extra"], "history": t.history}
+    checkpoint.save(tmp_path / "old.npz", t.model, optimizer=t.optimizer, rngs={"trainer": t.rng}, extra=extra)
+    assert checkpoint.read(tmp_path / "old.npz")["series"] == {}
+    back = Trainer.resume(tmp_path / "old.npz", Adam(1e-2), progress=False)
+    assert back.history == t.history and back.epoch == 2
