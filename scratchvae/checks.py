@@ -30,12 +30,17 @@ def check_positive_int(n, name: str) -> int:
     return int(n)
 
 
+def check_finite_non_negative(x, name: str, meaning: str = "") -> float:
+    """Return ``x`` as a float; raise ValueError unless it is a finite number >= 0 (a
+    Python or NumPy number, not a bool or a string). ``meaning``: what it is, for the message."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real) or not 0.0 <= float(x) < math.inf:
+        raise ValueError(f"{name} must be a finite number >= 0{meaning}, got {x!r}")
+    return float(x)
+
+
 def check_beta(beta, name: str = "beta") -> float:
-    """Return the KL weight ``beta`` as a float; raise ValueError unless it is a finite
-    number >= 0 (a Python or NumPy number, not a bool or a string)."""
-    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 <= float(beta) < math.inf:
-        raise ValueError(f"{name} must be a finite number >= 0 (the KL weight; 1 is the ELBO), got {beta!r}")
-    return float(beta)
+    """The KL weight ``beta`` as a float: a finite number >= 0."""
+    return check_finite_non_negative(beta, name, " (the KL weight; 1 is the ELBO)")
 
 
 def as_data(x, name: str = "x"):

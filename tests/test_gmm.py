@@ -267,3 +267,21 @@ def test_lists_complex_and_huge_values(bk, hrng):
     big = 1e200 if bk.dtype_name == "float64" else 1e30  # was: "singular ... Raise reg_covar above inf"
     with pytest.raises(ValueError, match=r"^X holds values as large as .*can overflow float\d\d.*X / abs\(X\)\.max\(\)$"):
         GaussianMixture(3).fit(X * big)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"max_iter": 2.5}, "max_iter must be a positive integer"),
+    ({"max_iter": 0}, "max_iter must be a positive integer"),
+    ({"tol": float("nan")}, "tol must be a finite number >= 0"),
+    ({"tol": -1.0}, "tol must be a finite number >= 0"),
+    ({"reg_covar": float("inf")}, "reg_covar must be a finite number >= 0"),
+])
+def test_settings_are_checked_when_the_model_is_made(kw, message):
+    with pytest.raises(ValueError, match=message):
+        GaussianMixture(2, **kw)
+
+
+def test_kmeans_max_iter_must_be_a_non_negative_integer():
+    for bad in (1.5, -1, True):
+        with pytest.raises(ValueError, match=r"max_iter must be an integer >= 0"):
+            kmeans(np.eye(4), 2, max_iter=bad)

@@ -312,3 +312,13 @@ def test_lists_complex_and_huge_values(bk, hrng):
     big = 1e200 if bk.dtype_name == "float64" else 1e30  # was: "sigma^2 = inf is below what float64 resolves"
     with pytest.raises(ValueError, match=r"^X holds values as large as .*can overflow float\d\d"):
         PPCA(2).fit(X * big)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"max_iter": 2.5}, "max_iter must be a positive integer"),
+    ({"tol": float("nan")}, "tol must be a finite number >= 0"),
+    ({"tol": "small"}, "tol must be a finite number >= 0"),
+])
+def test_settings_are_checked_when_the_model_is_made(kw, message):
+    with pytest.raises(ValueError, match=message):
+        PPCA(2, method="em", **kw)

@@ -412,3 +412,12 @@ def test_iwae_matches_quadrature_on_a_trained_two_dimensional_vae():
         assert np.all(iwae <= exact + 0.05)  # a lower bound, up to Monte-Carlo noise
         assert abs(iwae.mean() - exact.mean()) < 0.05
         assert elbo.mean() < iwae.mean()
+
+
+def test_fixed_noise_may_be_host_data_too():
+    m = VAE(4, hidden=(3,), z_dim=2, seed=0)
+    x = np.random.default_rng(0).uniform(size=(5, 4))
+    eps = np.random.default_rng(1).normal(size=(1, 5, 2))
+    a, _ = m.loss_and_grads(backend.asarray(x), eps=backend.asarray(eps))
+    b, _ = m.loss_and_grads(x.tolist(), eps=eps.tolist())
+    assert float(a) == float(b)

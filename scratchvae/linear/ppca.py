@@ -61,7 +61,7 @@ import math
 from array_api_compat import array_namespace
 
 from .. import backend
-from ..checks import check_columns, check_positive_int
+from ..checks import check_columns, check_finite_non_negative, check_positive_int
 from ..densities import LOG_2PI
 from .pca import as_data, fix_signs
 
@@ -181,8 +181,8 @@ class PPCA:
         n_components = check_positive_int(n_components, "n_components")
         if method not in self.METHODS:
             raise ValueError(f"method must be 'closed_form' or 'em', got {method!r}")
-        if max_iter < 1:
-            raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+        max_iter = check_positive_int(max_iter, "max_iter")
+        tol = check_finite_non_negative(tol, "tol", " (the change in log-likelihood that stops EM)")
         self.n_components, self.method = n_components, method
         self.max_iter, self.tol, self.seed = max_iter, tol, seed
         self.W_init, self.noise_variance_init = W_init, noise_variance_init

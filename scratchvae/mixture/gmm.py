@@ -44,7 +44,7 @@ from array_api_compat import array_namespace
 
 from .. import backend
 from ..arrays import logsumexp
-from ..checks import check_columns, check_finite, check_positive_int
+from ..checks import check_columns, check_finite, check_finite_non_negative, check_positive_int
 from ..densities import LOG_2PI
 from ..linear.pca import as_data
 from .kmeans import kmeans, kmeans_plusplus, one_hot, sq_distances
@@ -207,10 +207,9 @@ class GaussianMixture:
             raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
-        if not reg_covar >= 0:
-            raise ValueError(f"reg_covar must be >= 0, got {reg_covar}")
-        if max_iter < 1:
-            raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+        reg_covar = check_finite_non_negative(reg_covar, "reg_covar", " (added to every covariance's diagonal)")
+        max_iter = check_positive_int(max_iter, "max_iter")
+        tol = check_finite_non_negative(tol, "tol", " (the change in log-likelihood that stops EM)")
         self.n_components, self.covariance_type = n_components, covariance_type
         self.reg_covar, self.max_iter, self.tol = reg_covar, max_iter, tol
         self.init, self.seed = init, seed

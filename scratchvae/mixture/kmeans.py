@@ -18,6 +18,8 @@ labels of the previous step instead of given ones.
 
 from __future__ import annotations
 
+import numbers
+
 from array_api_compat import array_namespace
 
 from .. import backend
@@ -90,6 +92,8 @@ def kmeans(X, n_clusters: int, seed: int | None = 0, max_iter: int = 100):
     - centers: (K, D), labels: (N,) int64, inertia: 0-d sum of squared distances.
     """
     X = as_data(X)  # (N, D), floating, finite
+    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 0:
+        raise ValueError(f"max_iter must be an integer >= 0 (0: the k-means++ seeds alone), got {max_iter!r}")
     xp = array_namespace(X)
     centers, _ = kmeans_plusplus(X, n_clusters, backend.RNG(seed))
     labels = None

@@ -242,6 +242,7 @@ class VAE(Model):
         shape = (check_positive_int(n_samples, "n_samples"), x.shape[0], self.z_dim)
         if eps is None:
             return self.rng.normal(shape)
+        eps = as_data(eps, "eps")  # a NumPy array or nested lists, as x
         if eps.shape != shape:
             hint = ""
             if eps.ndim == 3 and eps.shape[1:] == shape[1:]:  # only L differs: n_samples is the fix
