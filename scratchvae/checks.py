@@ -38,6 +38,15 @@ def check_finite_non_negative(x, name: str, meaning: str = "") -> float:
     return float(x)
 
 
+def check_tol(tol, name: str = "tol") -> float:
+    """An EM stopping tolerance as a float: any finite number (one below 0 never stops
+    early: every iteration up to max_iter runs); NaN, inf, bools and strings are refused."""
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not math.isfinite(float(tol)):
+        raise ValueError(f"{name} must be a finite number (the relative rise of the log-likelihood that stops "
+                         f"EM; below 0: never stop early), got {tol!r}")
+    return float(tol)
+
+
 def check_beta(beta, name: str = "beta") -> float:
     """The KL weight ``beta`` as a float: a finite number >= 0."""
     return check_finite_non_negative(beta, name, " (the KL weight; 1 is the ELBO)")

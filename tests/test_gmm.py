@@ -272,8 +272,7 @@ def test_lists_complex_and_huge_values(bk, hrng):
 @pytest.mark.parametrize("kw, message", [
     ({"max_iter": 2.5}, "max_iter must be a positive integer"),
     ({"max_iter": 0}, "max_iter must be a positive integer"),
-    ({"tol": float("nan")}, "tol must be a finite number >= 0"),
-    ({"tol": -1.0}, "tol must be a finite number >= 0"),
+    ({"tol": float("nan")}, "tol must be a finite number"),
     ({"reg_covar": float("inf")}, "reg_covar must be a finite number >= 0"),
 ])
 def test_settings_are_checked_when_the_model_is_made(kw, message):
@@ -285,3 +284,8 @@ def test_kmeans_max_iter_must_be_a_non_negative_integer():
     for bad in (1.5, -1, True):
         with pytest.raises(ValueError, match=r"max_iter must be an integer >= 0"):
             kmeans(np.eye(4), 2, max_iter=bad)
+
+
+def test_a_negative_tol_runs_every_iteration():
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    assert GaussianMixture(2, max_iter=7, tol=-1.0).fit(X).n_iter_ == 7

@@ -61,7 +61,7 @@ import math
 from array_api_compat import array_namespace
 
 from .. import backend
-from ..checks import check_columns, check_finite_non_negative, check_positive_int
+from ..checks import check_columns, check_positive_int, check_tol
 from ..densities import LOG_2PI
 from .pca import as_data, fix_signs
 
@@ -156,8 +156,8 @@ class PPCA:
     - method: "closed_form" or "em".
     - max_iter: EM iterations at most (default 1000).
     - tol: EM stops when an iteration raises the mean log-likelihood by at most tol
-      times its total rise since the start (default 1e-10); rescaling the data shifts
-      the log-likelihood by a constant, which this test does not see.
+      times its total rise since the start (default 1e-10; below 0, never early);
+      rescaling the data shifts the log-likelihood by a constant, which this test does not see.
     - seed: seeds the random initial W for EM (W0 ~ N(0, var) entries, sigma^2_0 = the
       mean data variance), unless W_init / noise_variance_init are given.
     - W_init: (p, q) finite, of full column rank q; noise_variance_init: finite, > 0.
@@ -182,7 +182,7 @@ class PPCA:
         if method not in self.METHODS:
             raise ValueError(f"method must be 'closed_form' or 'em', got {method!r}")
         max_iter = check_positive_int(max_iter, "max_iter")
-        tol = check_finite_non_negative(tol, "tol", " (the change in log-likelihood that stops EM)")
+        tol = check_tol(tol)
         self.n_components, self.method = n_components, method
         self.max_iter, self.tol, self.seed = max_iter, tol, seed
         self.W_init, self.noise_variance_init = W_init, noise_variance_init

@@ -44,7 +44,7 @@ from array_api_compat import array_namespace
 
 from .. import backend
 from ..arrays import logsumexp
-from ..checks import check_columns, check_finite, check_finite_non_negative, check_positive_int
+from ..checks import check_columns, check_finite, check_finite_non_negative, check_positive_int, check_tol
 from ..densities import LOG_2PI
 from ..linear.pca import as_data
 from .kmeans import kmeans, kmeans_plusplus, one_hot, sq_distances
@@ -184,7 +184,8 @@ class GaussianMixture:
     - reg_covar: added to the covariance diagonals in every M-step (default 1e-6).
     - max_iter: EM iterations (one E-step + one M-step each) at most, default 200.
     - tol: stop when an iteration raises the mean log-likelihood by at most tol times
-      its total rise since the first E-step (default 1e-8). Rescaling the data shifts the
+      its total rise since the first E-step (default 1e-8; below 0, never early: all
+      max_iter iterations run). Rescaling the data shifts the
       log-likelihood by a constant, which this test does not see.
     - init: "k-means++" (default; seeds by k-means++, then each point to its nearest
       seed), "kmeans" (Lloyd's k-means from those seeds) or "random" (random
@@ -209,7 +210,7 @@ class GaussianMixture:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         reg_covar = check_finite_non_negative(reg_covar, "reg_covar", " (added to every covariance's diagonal)")
         max_iter = check_positive_int(max_iter, "max_iter")
-        tol = check_finite_non_negative(tol, "tol", " (the change in log-likelihood that stops EM)")
+        tol = check_tol(tol)
         self.n_components, self.covariance_type = n_components, covariance_type
         self.reg_covar, self.max_iter, self.tol = reg_covar, max_iter, tol
         self.init, self.seed = init, seed
